@@ -143,8 +143,14 @@ def pg_available() -> bool:
         return False
 
 
+def db_name(name: str) -> str:
+    """`name` with `BENCH_DB_PREFIX` in front, so two checkouts can bench against one PostgreSQL at once."""
+    return os.environ.get("BENCH_DB_PREFIX", "") + name
+
+
 def db_env(kind: str, name: str) -> dict[str, str]:
     """Environment variables that point Django at database `name` of `kind`."""
+    name = db_name(name)
     env = {"DJANGO_SETTINGS_MODULE": "bench.settings", "FRAMEWORK_VAR_DIR": str(VAR / "site"),
            "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
            # Throughput is what is measured: the per-key rate limit (100 req/s by default) would cap it.
@@ -166,6 +172,7 @@ def _pg_admin(sql: str) -> None:
 
 
 def drop_database(kind: str, name: str) -> None:
+    name = db_name(name)
     if kind == "postgres":
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
@@ -178,7 +185,7 @@ def fresh_database(kind: str, name: str) -> dict[str, str]:
     VAR.mkdir(parents=True, exist_ok=True)
     drop_database(kind, name)
     if kind == "postgres":
-        _pg_admin(f'CREATE DATABASE "{name}"')
+        _pg_admin(f'CREATE DATABASE "{db_name(name)}"')
     env = db_env(kind, name)
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env={**os.environ, **env},
                    check=True)
@@ -187,6 +194,7 @@ def fresh_database(kind: str, name: str) -> dict[str, str]:
 
 def raw_connection(kind: str, name: str):
     """A plain DB-API connection (psycopg 3 or sqlite3) to the same database, outside Django."""
+    name = db_name(name)
     if kind == "postgres":
         import psycopg
 
