@@ -48,6 +48,9 @@ class Local:
             raise CliError(f"storage folder {path} does not exist")
         if not (self.path / "runs").is_dir():
             raise CliError(f"{path} is not a framework storage folder (it has no runs/ directory)")
+        for name in ("indexes", "summaries"):  # FileStorage makes its sub-folders; a file there stops it
+            if (self.path / name).exists() and not (self.path / name).is_dir():
+                raise CliError(f"{path} is not a usable storage folder: {self.path / name} is a file, not a directory")
         self.query = BuilderQuery(self.path)
 
     def load(self, file: Path) -> Run:

@@ -99,6 +99,17 @@ def test_every_command_over_a_damaged_folder_works_or_fails_with_one_line(tmp_pa
         assert "runs" in err
 
 
+@pytest.mark.parametrize("name", ["indexes", "summaries"])
+def test_a_sub_folder_replaced_by_a_file_is_named_in_the_message(tmp_path, name):
+    root = tmp_path / "storage"
+    make_folder(root)
+    _replace_dir_by_file(root, name)
+    code, out, err = run_cli(["runs", "list", "--storage", str(root)])
+    assert code == 2 and out == ""
+    assert err.strip() == (f"framework: error: {root} is not a usable storage folder: {root / name} is a file, "
+                           "not a directory")
+
+
 def test_the_real_process_prints_no_traceback_for_a_binary_run_file(tmp_path):
     root = tmp_path / "storage"
     make_folder(root)
