@@ -39,32 +39,31 @@ def ensure(kind: str, which: str, scale: float) -> dict[str, str]:
     if marker.exists() and json.loads(marker.read_text()) == wanted and _present(kind, name):
         return common.db_env(kind, name)
     marker.unlink(missing_ok=True)
-    env = common.fresh_database(kind, name)
-    size = sizes(scale)
-    conn = common.raw_connection(kind, name)
-    if kind == "sqlite":
-        conn.execute("BEGIN")
-    builder = data.StoreBuilder(conn, kind)
-    builder.runs(size[which]["runs"], size[which]["decisions"], goals=10)
-    extra = size["extra"]
-    builder.one_run(BIG_RUN, data.goal_name(1), extra["big"], status="failed")
-    builder.one_run(COMPARE_A, data.goal_name(2), extra["compare"])
-    builder.one_run(COMPARE_B, data.goal_name(2), extra["compare"], status="failed", diverge_at=extra["compare"] // 2)
-    data.reset_sequences(conn, kind)
-    if kind == "sqlite":
-        conn.execute("COMMIT")
-    else:
-        conn.commit()
-    if kind == "postgres":
-        conn.autocommit = True
-    conn.execute("ANALYZE")
-    conn.close()
-    code = ("import django; django.setup(); from django.contrib.auth.models import User; "
-            f"User.objects.create_user({USER!r}, password={PASSWORD!r}); "
-            "from runs import rollups; rollups.rebuild()")  # rows went in by raw SQL: fill the goal rollup
-    subprocess.run([common.PY, "-c", code], cwd=common.ROOT, env={**os.environ, **env}, check=True)
+    with common.phase(f"build {which} store ({kind})"):
+        env = common.fresh_database(kind, name)
+        size = sizes(scale)
+        conn = common.raw_connection(kind, name)
+        builder = data.StoreBuilder(conn, kind)
+        with data.bulk_load(conn, kind):
+            builder.runs(size[which]["runs"], size[which]["decisions"], goals=10)
+            extra = size["extra"]
+            builder.one_run(BIG_RUN, data.goal_name(1), extra["big"], status="failed")
+            builder.one_run(COMPARE_A, data.goal_name(2), extra["compare"])
+            builder.one_run(COMPARE_B, data.goal_name(2), extra["compare"], status="failed",
+                            diverge_at=extra["compare"] // 2)
+        conn.close()
+        after_bulk_load(env, user=True)
     marker.write_text(json.dumps(wanted))
     return env
+
+
+def after_bulk_load(env: dict[str, str], *, user: bool = False) -> None:
+    """What the app keeps alongside the rows it writes, filled in for rows that went in by raw SQL: the
+    per-goal rollups (and the bench's login, when asked). Every bulk-loaded store passes through here."""
+    code = ("import django; django.setup(); from django.contrib.auth.models import User; "
+            + (f"User.objects.create_user({USER!r}, password={PASSWORD!r}); " if user else "")
+            + "from runs import rollups; rollups.rebuild()")
+    subprocess.run([common.PY, "-c", code], cwd=common.ROOT, env={**os.environ, **env}, check=True)
 
 
 def _present(kind: str, name: str) -> bool:
