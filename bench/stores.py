@@ -27,18 +27,19 @@ def database(which: str) -> str:
     return f"bench_framework_{which}"
 
 
-def _marker(kind: str, which: str):
-    return common.VAR / f"store-{kind}-{which}.json"
+def marker(kind: str, which: str):
+    """The file that records which scale the store was built at (the database itself may be gone)."""
+    return common.VAR / f"store-{kind}-{common.db_name(database(which))}.json"
 
 
 def ensure(kind: str, which: str, scale: float) -> dict[str, str]:
     """The store's environment, building it first unless this scale's store is already there."""
     name = database(which)
     wanted = {"scale": scale, "sizes": sizes(scale)}
-    marker = _marker(kind, which)
-    if marker.exists() and json.loads(marker.read_text()) == wanted and _present(kind, name):
+    built = marker(kind, which)
+    if built.exists() and json.loads(built.read_text()) == wanted and _present(kind, name):
         return common.db_env(kind, name)
-    marker.unlink(missing_ok=True)
+    built.unlink(missing_ok=True)
     with common.phase(f"build {which} store ({kind})"):
         env = common.fresh_database(kind, name)
         size = sizes(scale)
@@ -53,7 +54,7 @@ def ensure(kind: str, which: str, scale: float) -> dict[str, str]:
                             diverge_at=extra["compare"] // 2)
         conn.close()
         after_bulk_load(env, user=True)
-    marker.write_text(json.dumps(wanted))
+    built.write_text(json.dumps(wanted))
     return env
 
 
