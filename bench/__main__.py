@@ -1,7 +1,9 @@
 """`python -m bench [PIECE ...] [--scale X] [--db sqlite|postgres|both]`: run benchmarks, print the table,
-write var/bench/results.json. Pieces: ingest, events, sdk, pages, analysis, memory (default: all).
+write var/bench/results.json (and results.md, the summary table). Pieces: ingest, events, sdk, pages,
+analysis, memory (default: all).
 
-Each piece runs on each database in a child process; `--scale 0.01` is a quick smoke run.
+Each piece runs on each database in a child process; `--scale 0.01` is a quick smoke run. The wall time
+of every piece, and of the phases inside it (store builds, migrations), is printed and kept in the JSON.
 """
 
 import argparse
@@ -13,6 +15,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from . import common
 from .child import PIECES
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             common.drop_database(kind, name)
     elapsed = time.perf_counter() - started
     print("\n" + common.table(results))
+    print("\n" + common.summary(results))
     print("\nwall time by phase:\n" + "\n".join(f"  {_phase_text(p)}" for p in phases))
     print(f"\n{len(results)} measurements in {elapsed:.0f} s; "
           f"{sum(r.passed is True for r in results)} targets hold, {sum(r.passed is False for r in results)} missed")
@@ -76,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2, default=str)
-    print(f"wrote {args.out}")
+    markdown = Path(args.out).with_suffix(".md")
+    markdown.write_text(f"{report['date']}, scale {args.scale:g}, {elapsed / 60:.1f} min\n\n{common.summary(results)}\n")
+    print(f"wrote {args.out} and {markdown} (the table as README.md and bench/RESULTS.md show it)")
     return 1 if failures else 0
 
 

@@ -140,6 +140,33 @@ def phase(what: str):
         PHASES.append((what, time.perf_counter() - start))
 
 
+DB_TITLES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "-": "no database"}
+
+
+def summary(results: list[Result]) -> str:
+    """The Markdown table README.md and bench/RESULTS.md show: a row per measurement, a column per
+    database, each cell the median with its ratio to the baseline and the verdict."""
+    dbs = list(dict.fromkeys(r.db for r in results))
+    rows: dict[tuple[str, str], dict[str, Result]] = {}
+    for r in results:
+        rows.setdefault((r.piece, r.name), {})[r.db] = r
+    lines = ["| piece | measurement | " + " | ".join(DB_TITLES.get(db, db) for db in dbs) + " | target |",
+             "|---|---|" + "---|" * len(dbs) + "---|"]
+    for (piece, name), by_db in rows.items():
+        cells = []
+        for db in dbs:
+            r = by_db.get(db)
+            if r is None or r.median is None:
+                cells.append("-")
+                continue
+            extra = [f"{r.ratio:.2f}×" if r.ratio is not None else "", {True: "✓", False: "✗", None: ""}[r.passed]]
+            extra = [e for e in extra if e]
+            cells.append(f"{_fmt(r.median)} {r.unit}" + (f" ({', '.join(extra)})" if extra else ""))
+        target = max(by_db.values(), key=lambda r: len(r.checks)).as_dict()["target"]  # PostgreSQL's may add one
+        lines.append(f"| {piece} | {name} | " + " | ".join(cells) + f" | {target or '-'} |")
+    return "\n".join(lines)
+
+
 def timed(call: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     value = call()
