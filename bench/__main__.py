@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2, default=str)
     markdown = Path(args.out).with_suffix(".md")
-    markdown.write_text(f"{report['date']}, scale {args.scale:g}, {elapsed / 60:.1f} min\n\n{common.summary(results)}\n")
+    markdown.write_text(f"{report['date']}, scale {args.scale:g}, {elapsed / 60:.1f} min\n\n"
+                        f"{common.summary(results)}\n")
     print(f"wrote {args.out} and {markdown} (the table as README.md and bench/RESULTS.md show it)")
     return 1 if failures else 0
 

@@ -165,21 +165,19 @@ def bulk_load(conn, kind: str):
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA cache_size=-262144")
-        placeholders = ", ".join("?" * len(tables))
-        restore = [sql for (sql,) in conn.execute(
-            f"SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({placeholders})",
-            tables)]
-        for (name,) in conn.execute(
-                f"SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({placeholders})",
-                tables).fetchall():
-            conn.execute(f'DROP INDEX "{name}"')
         conn.execute("BEGIN")
+        indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                               f"AND tbl_name IN ({', '.join('?' * len(tables))})", tables).fetchall()
+        for name, _sql in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        restore = [sql for _name, sql in indexes]
     yield
     for sql in restore:
         conn.execute(sql)
     if kind == "postgres":
         for name in tables:
-            conn.execute(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), COALESCE((SELECT MAX(id) FROM {name}), 1))")
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                         f"COALESCE((SELECT MAX(id) FROM {name}), 1))")
         conn.commit()
         conn.autocommit = True
         conn.execute("ANALYZE")

@@ -78,9 +78,9 @@ print(json.dumps({"queued": queued, "goals": len(goals)}))
 
 
 def celery_worker_peak(kind: str, scale: float) -> Result:
-    """A Celery worker started as `make run` starts it (without beat), 100 heuristic analyses queued through the app
-    (a goal analysis per goal, the rest failure analyses of failed runs, the 10,000-decision run first),
-    and the peak RSS of the worker's processes once every analysis has finished."""
+    """A Celery worker started as `make run` starts it (without beat), 100 heuristic analyses queued through
+    the app (a goal analysis per goal, the rest failure analyses of failed runs, the 10,000-decision run
+    first), and the most memory the worker's processes held until every analysis had finished."""
     store = stores.ensure(kind, "large", scale)
     with tempfile.TemporaryDirectory() as site:  # its own filesystem broker: an empty queue
         log = Path(site) / "worker.log"
@@ -128,7 +128,6 @@ def _wait_for_analyses(kind: str, ids: list[int], worker: subprocess.Popen, log:
                 peak = max(peak, sum(common.pss_mb(pid) for pid in [worker.pid, *common.descendants(worker.pid)]))
             except (OSError, RuntimeError):
                 pass  # a pool process came or went between the listing and the read: the next sample counts
-
             rows = conn.execute(f"SELECT status, COUNT(*) FROM builder_analysis WHERE id IN ({placeholders}) "
                                 "GROUP BY status", ids).fetchall()
             if kind == "postgres":
