@@ -8,6 +8,8 @@ import importlib
 import json
 import sys
 
+from . import common
+
 PIECES = ("ingest", "events", "sdk", "pages", "analysis", "memory")
 
 
@@ -21,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"bench.{args.piece}")
     results = module.run(args.db, args.scale)
     with open(args.out, "w") as handle:
-        json.dump([r.as_dict() for r in results], handle)
+        json.dump({"results": [r.as_dict() for r in results], "phases": common.PHASES}, handle)
     return 0
 
 

@@ -7,6 +7,7 @@ Django is configured once per process, the way a server would be.
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -126,6 +127,46 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
 
 
+PHASES: list[tuple[str, float]] = []  # (what, seconds) of this process, in order; the child reports them
+
+
+@contextmanager
+def phase(what: str):
+    """Time a phase of the run (a store build, a piece) so the report shows where the wall time goes."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        PHASES.append((what, time.perf_counter() - start))
+
+
+DB_TITLES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "-": "no database"}
+
+
+def summary(results: list[Result]) -> str:
+    """The Markdown table README.md and bench/RESULTS.md show: a row per measurement, a column per
+    database, each cell the median with its ratio to the baseline and the verdict."""
+    dbs = list(dict.fromkeys(r.db for r in results))
+    rows: dict[tuple[str, str], dict[str, Result]] = {}
+    for r in results:
+        rows.setdefault((r.piece, r.name), {})[r.db] = r
+    lines = ["| piece | measurement | " + " | ".join(DB_TITLES.get(db, db) for db in dbs) + " | target |",
+             "|---|---|" + "---|" * len(dbs) + "---|"]
+    for (piece, name), by_db in rows.items():
+        cells = []
+        for db in dbs:
+            r = by_db.get(db)
+            if r is None or r.median is None:
+                cells.append("-")
+                continue
+            extra = [f"{r.ratio:.2f}×" if r.ratio is not None else "", {True: "✓", False: "✗", None: ""}[r.passed]]
+            extra = [e for e in extra if e]
+            cells.append(f"{_fmt(r.median)} {r.unit}" + (f" ({', '.join(extra)})" if extra else ""))
+        target = max(by_db.values(), key=lambda r: len(r.checks)).as_dict()["target"]  # PostgreSQL's may add one
+        lines.append(f"| {piece} | {name} | " + " | ".join(cells) + f" | {target or '-'} |")
+    return "\n".join(lines)
+
+
 def timed(call: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     value = call()
@@ -150,17 +191,16 @@ def db_name(name: str) -> str:
 
 def db_env(kind: str, name: str) -> dict[str, str]:
     """Environment variables that point Django at database `name` of `kind`."""
-    name = db_name(name)
     env = {"DJANGO_SETTINGS_MODULE": "bench.settings", "FRAMEWORK_VAR_DIR": str(VAR / "site"),
            "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
            # Throughput is what is measured: the per-key rate limit (100 req/s by default) would cap it.
            "API_RATE_LIMIT_PER_MINUTE": "0"}
     if kind == "postgres":
-        env["DATABASE_URL"] = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        env["DATABASE_URL"] = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{db_name(name)}"
         env["SQLITE_PATH"] = ""
     else:
         env["DATABASE_URL"] = ""
-        env["SQLITE_PATH"] = str(VAR / f"{name}.sqlite3")
+        env["SQLITE_PATH"] = str(_sqlite_path(name))
     return env
 
 
@@ -172,36 +212,56 @@ def _pg_admin(sql: str) -> None:
 
 
 def drop_database(kind: str, name: str) -> None:
-    name = db_name(name)
     if kind == "postgres":
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _pg_admin(f'DROP DATABASE IF EXISTS "{db_name(name)}" WITH (FORCE)')
     else:
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{VAR / name}.sqlite3{suffix}").unlink(missing_ok=True)
+            Path(f"{_sqlite_path(name)}{suffix}").unlink(missing_ok=True)
+
+
+TEMPLATE = "bench_framework_template"
 
 
 def fresh_database(kind: str, name: str) -> dict[str, str]:
-    """Drop and recreate database `name`, migrate it, and return its environment."""
+    """Drop database `name` and create it again as a copy of a migrated template, made by the first call
+    of a `python -m bench` run (which drops it at start and end, so it always has the current migrations)."""
     VAR.mkdir(parents=True, exist_ok=True)
     drop_database(kind, name)
+    if not _exists(kind, TEMPLATE):
+        with phase(f"migrate template ({kind})"):
+            if kind == "postgres":
+                _pg_admin(f'CREATE DATABASE "{db_name(TEMPLATE)}"')
+            subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
+                           env={**os.environ, **db_env(kind, TEMPLATE)}, check=True)
     if kind == "postgres":
-        _pg_admin(f'CREATE DATABASE "{db_name(name)}"')
-    env = db_env(kind, name)
-    subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env={**os.environ, **env},
-                   check=True)
-    return env
+        _pg_admin(f'CREATE DATABASE "{db_name(name)}" TEMPLATE "{db_name(TEMPLATE)}"')
+    else:
+        shutil.copyfile(_sqlite_path(TEMPLATE), _sqlite_path(name))
+    return db_env(kind, name)
+
+
+def _sqlite_path(name: str) -> Path:
+    return VAR / f"{db_name(name)}.sqlite3"
+
+
+def _exists(kind: str, name: str) -> bool:
+    if kind == "sqlite":
+        return _sqlite_path(name).exists()
+    import psycopg
+
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres") as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db_name(name)]).fetchone() is not None
 
 
 def raw_connection(kind: str, name: str):
     """A plain DB-API connection (psycopg 3 or sqlite3) to the same database, outside Django."""
-    name = db_name(name)
     if kind == "postgres":
         import psycopg
 
-        return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=name)
+        return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=db_name(name))
     import sqlite3
 
-    conn = sqlite3.connect(VAR / f"{name}.sqlite3", timeout=30, isolation_level=None)
+    conn = sqlite3.connect(_sqlite_path(name), timeout=30, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
@@ -234,7 +294,13 @@ class Server:
     process: subprocess.Popen
 
     def worker_pids(self) -> list[int]:
-        return [pid for pid in _children(self.process.pid)]
+        return _children(self.process.pid)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, their children, ...)."""
+    found = _children(pid)
+    return found + [grandchild for child in found for grandchild in descendants(child)]
 
 
 def _children(pid: int) -> list[int]:
@@ -367,6 +433,15 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size of a live process, in MB: pages shared with its parent or siblings (a prefork
+    pool's copy-on-write memory) counted once across them, so the PSS of a process tree adds up."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no Pss for {pid}")
 
 
 def rss_mb(pid: int) -> float:

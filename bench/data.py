@@ -4,9 +4,11 @@ Everything is deterministic (seeded), so a store built twice is the same store, 
 comparison see the same rows.
 """
 
+import itertools
 import json
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -114,63 +116,130 @@ def _encode(column: str, value: Any, kind: str) -> Any:
         return None if value is None and column in ("evaluation", "outcome_result") else json.dumps(value)
     if kind == "sqlite":
         if isinstance(value, datetime):
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+            return _sqlite_time(value)
         if isinstance(value, bool):
             return int(value)
     return value
 
 
-def insert_rows(conn, kind: str, table: str, rows: Iterable[dict], *, per_statement: int = 5000) -> int:
-    """Bulk insert dict rows (COPY on PostgreSQL, executemany on SQLite); the caller commits."""
+def _sqlite_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+
+
+def encoded(kind: str, table: str, rows: Iterable[dict]) -> Iterator[list]:
+    """Dict rows as the value lists `insert_rows` takes, in the table's column order."""
+    columns = TABLES[table][1]
+    for row in rows:
+        yield [_encode(c, row[c], kind) for c in columns]
+
+
+def insert_rows(conn, kind: str, table: str, rows: Iterable[Sequence], *, per_statement: int = 20000) -> int:
+    """Bulk insert encoded rows (COPY on PostgreSQL, executemany on SQLite); the caller commits."""
     name, columns = TABLES[table]
     count = 0
     if kind == "postgres":
         with conn.cursor() as cursor, cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([_encode(c, row[c], kind) for c in columns])
+                copy.write_row(row)
                 count += 1
         return count
     sql = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    chunk: list[list] = []
-    for row in rows:
-        chunk.append([_encode(c, row[c], kind) for c in columns])
-        if len(chunk) >= per_statement:
-            conn.executemany(sql, chunk)
-            count += len(chunk)
-            chunk = []
-    if chunk:
+    for chunk in iter(lambda: list(itertools.islice(rows, per_statement)), []):
         conn.executemany(sql, chunk)
         count += len(chunk)
     return count
 
 
-def reset_sequences(conn, kind: str) -> None:
-    if kind != "postgres":
-        return  # SQLite's rowid continues from max(id) by itself
-    for name, _columns in TABLES.values():
-        conn.execute(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), COALESCE((SELECT MAX(id) FROM {name}), 1))")
+@contextmanager
+def bulk_load(conn, kind: str):
+    """One transaction on `conn` for loading the run tables, with their secondary indexes and (PostgreSQL)
+    constraints dropped during the load and created again after it: building an index once over all rows is
+    much faster than maintaining it row by row, and deferred foreign-key checks would queue one event per row.
+    The indexes and constraints that come back are the migrations' own definitions, read from the catalog."""
+    tables = [name for name, _columns in TABLES.values()]
+    if kind == "postgres":
+        restore = _pg_drop_indexes(conn, tables)
+        conn.execute("SET maintenance_work_mem = '256MB'")
+    else:
+        # No rollback journal and no fsync while building: a build that dies is rebuilt from scratch.
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA cache_size=-262144")
+        conn.execute("BEGIN")
+        indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                               f"AND tbl_name IN ({', '.join('?' * len(tables))})", tables).fetchall()
+        for name, _sql in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        restore = [sql for _name, sql in indexes]
+    yield
+    for sql in restore:
+        conn.execute(sql)
+    if kind == "postgres":
+        for name in tables:
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                         f"COALESCE((SELECT MAX(id) FROM {name}), 1))")
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("ANALYZE")
+    else:  # SQLite's rowid continues from max(id) by itself
+        conn.execute("COMMIT")
+        conn.execute("ANALYZE")
+        conn.execute("PRAGMA journal_mode=WAL")
 
 
-def _decision(rng: random.Random, run_pk: int, pk: int, seq: int, at: datetime, *, fail_bias: float = 0.0,
-              node: str | None = None) -> dict:
-    node = node or NODES[(seq + run_pk) % len(NODES)]
-    ok = rng.random() >= 0.12 + fail_bias
-    chosen = "a" if rng.random() < 0.7 else "b"
-    options = [{"id": "a", "description": f"{node} with the default tool", "action_type": "tool_call",
-                "action_params": {}, "pros": [], "cons": [], "confidence": 0.8},
-               {"id": "b", "description": f"{node} with the fallback", "action_type": "tool_call",
-                "action_params": {}, "pros": [], "cons": [], "confidence": 0.4}]
-    return {
-        "id": pk, "run_id": run_pk, "decision_id": f"dec_{seq}", "seq": seq, "timestamp": at, "node_id": node,
-        "intent": INTENTS[seq % len(INTENTS)], "decision_type": TYPES[seq % len(TYPES)], "options": options,
-        "chosen_option_id": chosen, "chosen_description": options[0 if chosen == "a" else 1]["description"],
-        "reasoning": f"Step {seq}: the default tool worked for similar leads.", "active_constraints": [],
-        "input_context": {"step": seq}, "evaluation": None, "extra": {},
-        "outcome_success": ok, "outcome_result": {"items": seq % 7} if ok else None,
-        "outcome_error": None if ok else ERRORS[(seq + run_pk) % len(ERRORS)], "outcome_state_changes": {},
-        "outcome_tokens": 50 + (pk * 37) % 750, "outcome_latency_ms": 5 + (pk * 53) % 900,
-        "outcome_summary": "done" if ok else "", "outcome_timestamp": at, "outcome_extra": {},
-    }
+def _pg_drop_indexes(conn, tables: list[str]) -> list[str]:
+    """Drop the tables' foreign keys, unique constraints and secondary indexes; return the SQL that restores
+    them (indexes first, then constraints, whose checks the indexes then serve)."""
+    constraints = conn.execute(
+        "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "WHERE c.conrelid::regclass::text = ANY(%s) AND c.contype IN ('f', 'u')", [tables]).fetchall()
+    indexes = conn.execute(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "WHERE i.indrelid::regclass::text = ANY(%s) AND NOT i.indisprimary "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)", [tables]).fetchall()
+    for table, name, _definition in constraints:
+        conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    for name, _definition in indexes:
+        conn.execute(f"DROP INDEX {name}")
+    return ([definition for _name, definition in indexes]
+            + [f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}' for table, name, definition in constraints])
+
+
+class _DecisionRows:
+    """Decision rows for one database kind, encoded straight into column order. The JSON values repeat (a
+    node's options, a step's context), so each distinct one is serialised once."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.time = _sqlite_time if kind == "sqlite" else (lambda value: value)
+        self.success = (lambda ok: int(ok)) if kind == "sqlite" else (lambda ok: ok)
+        self.options: dict[str, tuple[str, str, str]] = {}
+        self.results = [json.dumps({"items": n}) for n in range(7)]
+
+    def _options(self, node: str) -> tuple[str, str, str]:
+        if node not in self.options:
+            options = [{"id": "a", "description": f"{node} with the default tool", "action_type": "tool_call",
+                        "action_params": {}, "pros": [], "cons": [], "confidence": 0.8},
+                       {"id": "b", "description": f"{node} with the fallback", "action_type": "tool_call",
+                        "action_params": {}, "pros": [], "cons": [], "confidence": 0.4}]
+            self.options[node] = (json.dumps(options), options[0]["description"], options[1]["description"])
+        return self.options[node]
+
+    def row(self, rng: random.Random, run_pk: int, pk: int, seq: int, at: datetime, *, fail_bias: float = 0.0,
+            node: str | None = None) -> tuple[list, bool]:
+        """(the row, whether its outcome succeeded)."""
+        node = node or NODES[(seq + run_pk) % len(NODES)]
+        ok = rng.random() >= 0.12 + fail_bias
+        chosen = "a" if rng.random() < 0.7 else "b"
+        options, first, second = self._options(node)
+        when = self.time(at)
+        return [
+            pk, run_pk, f"dec_{seq}", seq, when, node, INTENTS[seq % len(INTENTS)], TYPES[seq % len(TYPES)], options,
+            chosen, first if chosen == "a" else second, f"Step {seq}: the default tool worked for similar leads.",
+            "[]", f'{{"step": {seq}}}', None, "{}", self.success(ok), self.results[seq % 7] if ok else None,
+            None if ok else ERRORS[(seq + run_pk) % len(ERRORS)], "{}", 50 + (pk * 37) % 750, 5 + (pk * 53) % 900,
+            "done" if ok else "", when, "{}",
+        ], ok
 
 
 class StoreBuilder:
@@ -178,27 +247,28 @@ class StoreBuilder:
 
     def __init__(self, conn, kind: str, seed: int = 7):
         self.conn, self.kind, self.rng = conn, kind, random.Random(seed)
+        self.decision_rows = _DecisionRows(kind)
         self.run_pk = self.decision_pk = self.problem_pk = 0
         self.run_rows: list[dict] = []
         self.problem_rows: list[dict] = []
 
-    def _decisions_for(self, run: dict, count: int, *, node_override=None, fail_bias=0.0) -> Iterator[dict]:
-        stats = {"n": 0, "ok": 0, "fail": 0, "tokens": 0, "latency": 0}
+    def _decisions_for(self, run: dict, count: int, *, node_override=None, fail_bias=0.0) -> Iterator[list]:
+        ok_count = tokens = latency = 0
         nodes: list[str] = []
+        started = run["started_at"]
         for seq in range(count):
             self.decision_pk += 1
             node = node_override(seq) if node_override else None
-            row = _decision(self.rng, run["id"], self.decision_pk, seq, run["started_at"] + timedelta(seconds=seq),
-                            fail_bias=fail_bias, node=node)
-            stats["n"] += 1
-            stats["ok" if row["outcome_success"] else "fail"] += 1
-            stats["tokens"] += row["outcome_tokens"]
-            stats["latency"] += row["outcome_latency_ms"]
-            if row["node_id"] not in nodes:
-                nodes.append(row["node_id"])
+            row, ok = self.decision_rows.row(self.rng, run["id"], self.decision_pk, seq,
+                                             started + timedelta(seconds=seq), fail_bias=fail_bias, node=node)
+            ok_count += ok
+            tokens += row[20]
+            latency += row[21]
+            if row[5] not in nodes:
+                nodes.append(row[5])
             yield row
-        run.update(decision_count=stats["n"], success_count=stats["ok"], failure_count=stats["fail"],
-                   total_tokens=stats["tokens"], total_latency_ms=stats["latency"], nodes_executed=nodes)
+        run.update(decision_count=count, success_count=ok_count, failure_count=count - ok_count,
+                   total_tokens=tokens, total_latency_ms=latency, nodes_executed=nodes)
 
     def runs(self, count: int, decisions: int, goals: int, *, days: int = 60, prefix: str = "run") -> None:
         """`count` runs of `decisions` decisions each, spread over `goals` goals and the last `days` days."""
@@ -258,8 +328,8 @@ class StoreBuilder:
         self.run_rows.append(run)
 
     def _flush_runs(self) -> None:
-        insert_rows(self.conn, self.kind, "run", self.run_rows)
-        insert_rows(self.conn, self.kind, "problem", self.problem_rows)
+        insert_rows(self.conn, self.kind, "run", encoded(self.kind, "run", self.run_rows))
+        insert_rows(self.conn, self.kind, "problem", encoded(self.kind, "problem", self.problem_rows))
         self.run_rows, self.problem_rows = [], []
 
 

@@ -27,44 +27,44 @@ def database(which: str) -> str:
     return f"bench_framework_{which}"
 
 
-def _marker(kind: str, which: str):
-    return common.VAR / f"store-{kind}-{which}.json"
+def marker(kind: str, which: str):
+    """The file that records which scale the store was built at (the database itself may be gone)."""
+    return common.VAR / f"store-{kind}-{common.db_name(database(which))}.json"
 
 
 def ensure(kind: str, which: str, scale: float) -> dict[str, str]:
     """The store's environment, building it first unless this scale's store is already there."""
     name = database(which)
     wanted = {"scale": scale, "sizes": sizes(scale)}
-    marker = _marker(kind, which)
-    if marker.exists() and json.loads(marker.read_text()) == wanted and _present(kind, name):
+    built = marker(kind, which)
+    if built.exists() and json.loads(built.read_text()) == wanted and _present(kind, name):
         return common.db_env(kind, name)
-    marker.unlink(missing_ok=True)
-    env = common.fresh_database(kind, name)
-    size = sizes(scale)
-    conn = common.raw_connection(kind, name)
-    if kind == "sqlite":
-        conn.execute("BEGIN")
-    builder = data.StoreBuilder(conn, kind)
-    builder.runs(size[which]["runs"], size[which]["decisions"], goals=10)
-    extra = size["extra"]
-    builder.one_run(BIG_RUN, data.goal_name(1), extra["big"], status="failed")
-    builder.one_run(COMPARE_A, data.goal_name(2), extra["compare"])
-    builder.one_run(COMPARE_B, data.goal_name(2), extra["compare"], status="failed", diverge_at=extra["compare"] // 2)
-    data.reset_sequences(conn, kind)
-    if kind == "sqlite":
-        conn.execute("COMMIT")
-    else:
-        conn.commit()
-    if kind == "postgres":
-        conn.autocommit = True
-    conn.execute("ANALYZE")
-    conn.close()
-    code = ("import django; django.setup(); from django.contrib.auth.models import User; "
-            f"User.objects.create_user({USER!r}, password={PASSWORD!r}); "
-            "from runs import rollups; rollups.rebuild()")  # rows went in by raw SQL: fill the goal rollup
-    subprocess.run([common.PY, "-c", code], cwd=common.ROOT, env={**os.environ, **env}, check=True)
-    marker.write_text(json.dumps(wanted))
+    built.unlink(missing_ok=True)
+    with common.phase(f"build {which} store ({kind})"):
+        env = common.fresh_database(kind, name)
+        size = sizes(scale)
+        conn = common.raw_connection(kind, name)
+        builder = data.StoreBuilder(conn, kind)
+        with data.bulk_load(conn, kind):
+            builder.runs(size[which]["runs"], size[which]["decisions"], goals=10)
+            extra = size["extra"]
+            builder.one_run(BIG_RUN, data.goal_name(1), extra["big"], status="failed")
+            builder.one_run(COMPARE_A, data.goal_name(2), extra["compare"])
+            builder.one_run(COMPARE_B, data.goal_name(2), extra["compare"], status="failed",
+                            diverge_at=extra["compare"] // 2)
+        conn.close()
+        after_bulk_load(env, user=True)
+    built.write_text(json.dumps(wanted))
     return env
+
+
+def after_bulk_load(env: dict[str, str], *, user: bool = False) -> None:
+    """What the app keeps alongside the rows it writes, filled in for rows that went in by raw SQL: the
+    per-goal rollups (and the bench's login, when asked). Every bulk-loaded store passes through here."""
+    code = ("import django; django.setup(); from django.contrib.auth.models import User; "
+            + (f"User.objects.create_user({USER!r}, password={PASSWORD!r}); " if user else "")
+            + "from runs import rollups; rollups.rebuild()")
+    subprocess.run([common.PY, "-c", code], cwd=common.ROOT, env={**os.environ, **env}, check=True)
 
 
 def _present(kind: str, name: str) -> bool:

@@ -1,5 +1,6 @@
 """The benchmarks keep working: the table's verdicts, the batch fast path they pushed into the API, the
-spooling agent, and (slow) every piece end to end at a tiny scale."""
+spooling agent, bulk-loaded stores that keep the migrations' indexes, and (slow) the Celery worker's
+memory piece and every piece end to end at a tiny scale."""
 
 import json
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import data
+from bench import common, data
 from bench.common import Check, Result, table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,3 +96,56 @@ def test_each_benchmark_piece_runs_at_a_tiny_scale(piece, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(out.read_text())["results"]
     assert results and all(r["median"] is not None or r["note"] for r in results)
+
+
+@pytest.fixture
+def own_bench_databases(monkeypatch):
+    """Bench databases (and their template) of this test's own, dropped afterwards."""
+    monkeypatch.setenv("BENCH_DB_PREFIX", "test_" + os.environ.get("BENCH_DB_PREFIX", ""))
+    kinds = ["sqlite"] + (["postgres"] if common.pg_available() else [])
+    yield kinds
+    for kind in kinds:
+        for name in ("bench_framework_bulk", common.TEMPLATE):
+            common.drop_database(kind, name)
+
+
+def _schema(kind, conn):
+    if kind == "postgres":
+        indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename LIKE 'runs_%%'").fetchall()
+        constraints = conn.execute("SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+                                   "FROM pg_constraint WHERE conrelid::regclass::text LIKE 'runs_%%'").fetchall()
+        return sorted(indexes), sorted(constraints)
+    return sorted(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'").fetchall()), []
+
+
+def test_a_bulk_loaded_store_has_every_index_and_constraint_the_migrations_made(own_bench_databases):
+    for kind in own_bench_databases:
+        common.fresh_database(kind, "bench_framework_bulk")
+        conn = common.raw_connection(kind, "bench_framework_bulk")
+        migrated = _schema(kind, conn)
+        if kind == "postgres":
+            conn.rollback()
+        builder = data.StoreBuilder(conn, kind)
+        with data.bulk_load(conn, kind):
+            builder.runs(30, 5, goals=3)
+            builder.one_run("big-run", "goal-01", 50, status="failed")
+        assert _schema(kind, conn) == migrated, kind
+        runs, decisions = conn.execute("SELECT COUNT(*), SUM(decision_count) FROM runs_run").fetchone()
+        assert (runs, decisions) == (31, 200)
+        assert conn.execute("SELECT COUNT(*) FROM runs_decision").fetchone()[0] == 200
+        conn.close()
+
+
+@pytest.mark.slow
+def test_celery_worker_memory_piece_finishes_every_analysis_and_reports_a_figure(monkeypatch):
+    from bench import memory, stores
+
+    monkeypatch.setenv("BENCH_DB_PREFIX", "test_" + os.environ.get("BENCH_DB_PREFIX", ""))
+    try:
+        result = memory.celery_worker_peak("sqlite", 0.001)
+    finally:
+        stores.marker("sqlite", "large").unlink(missing_ok=True)
+        for name in ("bench_framework_large", common.TEMPLATE):
+            common.drop_database("sqlite", name)
+    assert f"statuses {{'succeeded': {memory.ANALYSES}}}" in result.note
+    assert result.median > 50 and result.checks  # a real process's memory, held against the target
