@@ -7,6 +7,11 @@ the dashboard cannot take them (connection error, timeout, 5xx, 429, rejected ke
 them to the disk spool and replays the spool, in order, once the dashboard answers again.
 While anything of ours is spooled, newer events go through the spool too, so a later event
 is never sent before an earlier one.
+
+``end_run`` does not wait for the dashboard: it hands the run over and delivery goes on in the background,
+as in other tracing SDKs. At interpreter exit every open transport gets one shared, bounded flush
+(``flush_timeout``); what is still undelivered then goes to the spool, for the next Runtime or
+``python -m framework flush``. ``flush(timeout)`` waits on demand.
 """
 
 import atexit
@@ -96,7 +101,8 @@ class Transport:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"framework-transport {self.url}", daemon=True)
         self._thread.start()
-        atexit.register(self.close)
+        with _open_lock:
+            _open.add(self)
 
     # === THE AGENT'S SIDE: never waits on the network ===
 
@@ -119,8 +125,8 @@ class Transport:
                 self._queued_bytes = 0
         if overflow is not None:
             self._to_spool(overflow)
-        elif size >= self.batch_size:
-            self._wake.set()
+        elif size >= self.batch_size and not self._wake.is_set():
+            self._wake.set()  # once per sender cycle, not per event while a batch is in flight
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event so far is delivered or safely spooled; False if the time ran out."""
@@ -133,7 +139,8 @@ class Transport:
         """Flush (bounded), spool whatever is still in flight, stop the thread. Idempotent."""
         if self._closed:
             return
-        atexit.unregister(self.close)
+        with _open_lock:
+            _open.discard(self)
         delivered = self.flush(timeout)
         with self._lock:
             self._closed = True
@@ -282,15 +289,30 @@ class Transport:
             logger.info("Dashboard %s reachable again", self.url)
 
 
+_open: set[Transport] = set()  # transports not closed yet, for the exit flush
+_open_lock = threading.Lock()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """One flush deadline for all open transports: N runtimes do not make the exit wait N times."""
+    with _open_lock:
+        transports = list(_open)
+    deadline = time.monotonic() + max((t.flush_timeout for t in transports), default=0.0)
+    for transport in transports:
+        transport.close(timeout=max(0.0, deadline - time.monotonic()))
+
+
 class RemoteStorage:
-    """``runtime.storage`` in URL mode: runs are saved by the transport, so save_run only flushes."""
+    """``runtime.storage`` in URL mode: the transport delivers the runs, so save_run only hurries it on."""
 
     def __init__(self, transport: Transport):
         self.transport = transport
         self.base_path = transport.url
 
     def save_run(self, run) -> None:
-        self.transport.flush()
+        # The run's events are queued already: start sending them now, without waiting for delivery.
+        self.transport.flush(timeout=0)
 
     def _query(self):
         from framework.transport.remote import RemoteQuery
