@@ -8,6 +8,7 @@ import sys
 import time
 
 from framework import Runtime
+from framework.schemas.decision import Outcome
 from framework.transport import Spool, Transport
 from framework.transport.wire import to_wire, to_wire_json
 
@@ -159,6 +160,10 @@ def test_runtime_events_serialised_as_text_say_exactly_what_the_event_dicts_say(
     runtime.end_run(success=False)
     assert [kind["type"] for kind, _text in seen] == ["run_start", "decision", "decision", "outcome", "problem",
                                                       "run_end"]
+    # Ids the Runtime did not make (a run id or decision id with quotes, backslashes, non-ASCII) are escaped.
+    for run_id, odd_id in (('run "x"', 'dec "1"'), ("run\\é", "dec-1"), ("r", "déc_1")):
+        payload = {"run_id": run_id, "decision_id": odd_id, "outcome": Outcome(success=True)}
+        seen.append((to_wire("outcome", payload), to_wire_json("outcome", payload)))
     for as_dict, as_text in seen:
         assert "\n" not in as_text  # one spool line per event
         assert json.loads(as_text) == json.loads(json.dumps(as_dict))
