@@ -67,9 +67,10 @@ class Runtime:
         self._current_run: Run | None = None
         self._current_node: str = "unknown"
         self._sink = None
+        self.transport = None  # URL mode's framework.transport.Transport
 
         if _is_url(storage_path):
-            # URL mode: the transport (written separately) sets self.storage and self._sink.
+            # URL mode: the transport (written separately) sets self.transport, self.storage and self._sink.
             from framework.transport import attach_url_mode
 
             attach_url_mode(self, storage_path, api_key=api_key, **transport_options)
@@ -130,7 +131,11 @@ class Runtime:
         narrative: str = "",
         output_data: dict[str, Any] | None = None,
     ) -> None:
-        """Complete the current run and persist it. This is the only place runs are saved."""
+        """Complete the current run and persist it. This is the only place runs are saved.
+
+        In URL mode the run's events are handed to the background sender and this returns at once;
+        ``flush()`` waits for their delivery.
+        """
         run = self._current_run
         if run is None:
             self._no_run("end_run", " (already ended or never started)")
@@ -140,6 +145,15 @@ class Runtime:
         self._emit("run_end", run=run)
         self.storage.save_run(run)
         self._current_run = None
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event reported so far is delivered or spooled; False if ``timeout`` ran out.
+
+        URL mode's ``end_run`` does not wait for the dashboard (delivery goes on in the background, and
+        the exit flushes); call this to wait. ``timeout`` defaults to ``FRAMEWORK_FLUSH_TIMEOUT``.
+        Local mode writes each run at ``end_run``: nothing to wait for.
+        """
+        return True if self.transport is None else self.transport.flush(timeout)
 
     def set_node(self, node_id: str) -> None:
         """Set the node that later decisions are attributed to by default."""

@@ -5,6 +5,7 @@ serialised once, by pydantic, on the agent's thread, then queued, spooled and po
 never encoded again. ``encode``/``decode`` accept either form.
 """
 
+import functools
 import json
 from typing import Any
 
@@ -56,11 +57,19 @@ def decode(event: dict[str, Any] | str) -> dict[str, Any]:
     return json.loads(event) if isinstance(event, str) else event
 
 
+@functools.lru_cache(maxsize=64)
+def _run_head(kind: str, run_id: str) -> str:
+    """Cached: every event of a run starts with the same text, and the agent's thread pays for each."""
+    return f'{{"type":"{kind}","run_id":{json.dumps(run_id, ensure_ascii=False)}'
+
+
 def _head(kind: str, run_id: str, decision_id: str | None = None) -> str:
-    head = f'{{"type":"{kind}","run_id":{json.dumps(run_id, ensure_ascii=False)}'
-    if decision_id is not None:
-        head += f',"decision_id":{json.dumps(decision_id, ensure_ascii=False)}'
-    return head + ',"body":'
+    if decision_id is None:
+        return f'{_run_head(kind, run_id)},"body":'
+    # Ids the Runtime makes ("dec_12") need no escaping; json.dumps for anything else.
+    quoted = f'"{decision_id}"' if decision_id.isascii() and decision_id.isidentifier() else json.dumps(
+        decision_id, ensure_ascii=False)
+    return f'{_run_head(kind, run_id)},"decision_id":{quoted},"body":'
 
 
 def to_wire_json(kind: str, payload: dict[str, Any]) -> str:

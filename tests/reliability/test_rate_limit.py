@@ -91,7 +91,8 @@ def test_the_sdk_slows_down_under_a_low_limit_and_delivers_every_event(live_serv
         runtime.end_run(success=True)
     assert slowest < 0.05  # the agent never waited on the limit
     started = time.monotonic()
-    while runtime.transport.spool.pending() or not runtime.transport.flush(timeout=1):  # spooled, then replayed
+    # Flushed (delivered or spooled), then the spool replayed: in that order, as end_run does not wait.
+    while not runtime.flush(timeout=1) or runtime.transport.spool.pending():
         assert time.monotonic() - started < 60, runtime.transport.stats
         time.sleep(0.1)
     runtime.transport.close(timeout=5)

@@ -76,6 +76,22 @@ class FakeDashboard:
         return [json.dumps(answer).encode()]
 
 
+class Gate:
+    """Wraps a dashboard app: every POST /batch waits until open() — a dashboard slow to store events."""
+
+    def __init__(self, app):
+        self.app = app
+        self.opened = threading.Event()
+
+    def open(self) -> None:
+        self.opened.set()
+
+    def __call__(self, environ, start_response):
+        if environ["PATH_INFO"].endswith("/batch"):
+            self.opened.wait(60)
+        return self.app(environ, start_response)
+
+
 @pytest.fixture
 def spool_root(tmp_path, monkeypatch):
     root = tmp_path / "spool"
@@ -90,6 +106,18 @@ def fake_dashboard():
     fake.url = server.url
     fake.server = server
     yield fake
+    server.stop()
+
+
+@pytest.fixture
+def slow_dashboard():
+    """A FakeDashboard that holds every batch until ``slow_dashboard.gate.open()``."""
+    fake = FakeDashboard()
+    fake.gate = Gate(fake)
+    server = ServerThread(fake.gate).start()
+    fake.url, fake.server = server.url, server
+    yield fake
+    fake.gate.open()
     server.stop()
 
 

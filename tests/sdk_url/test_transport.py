@@ -3,9 +3,12 @@
 import gc
 import json
 import logging
+import subprocess
+import sys
 import time
 
 from framework import Runtime
+from framework.schemas.decision import Outcome
 from framework.transport import Spool, Transport
 from framework.transport.wire import to_wire, to_wire_json
 
@@ -64,16 +67,18 @@ def test_events_arrive_in_order_exactly_once_through_an_outage(fake_dashboard, s
         decision_id = runtime.decide(intent=f"step {n}", options=[], chosen="a", reasoning="r")
         runtime.record_outcome(decision_id, success=True)
     runtime.end_run(success=True)
+    assert runtime.flush()
     assert runtime.transport.stats["spooled"] == 41  # 20 decisions, 20 outcomes, the run end
     fake_dashboard.server.start()
     assert wait_for(lambda: len(fake_dashboard.events) == 82)
     decisions = [e["decision_id"] for e in fake_dashboard.events if e["type"] == "decision"]
     assert decisions == [f"dec_{n}" for n in range(40)]
     assert fake_dashboard.events[-1]["type"] == "run_end"
-    assert runtime.transport.stats["replayed"] == 41
+    assert wait_for(lambda: runtime.transport.stats["replayed"] == 41)  # counted once the answer is read
     # Once the spool is drained, new events go straight to the dashboard again, not through the disk.
     agent(runtime, 5)
     runtime.end_run(success=True)
+    assert runtime.flush()
     assert runtime.transport.stats["spooled"] == 41 and len(fake_dashboard.events) == 82 + 12
     runtime.transport.close()
     assert spooled_events(spool_root) == []
@@ -96,6 +101,7 @@ def test_an_event_the_dashboard_rejects_is_logged_dropped_and_counted(fake_dashb
     with caplog.at_level(logging.WARNING, logger="framework.transport"):
         agent(runtime, 3)
         runtime.end_run(success=True)
+        assert runtime.flush()
     assert runtime.transport.stats["rejected"] == 1
     assert "Invalid decision: intent: too long" in caplog.text
     assert [e.get("decision_id") for e in fake_dashboard.events if e["type"] == "decision"] == ["dec_0", "dec_2"]
@@ -154,6 +160,10 @@ def test_runtime_events_serialised_as_text_say_exactly_what_the_event_dicts_say(
     runtime.end_run(success=False)
     assert [kind["type"] for kind, _text in seen] == ["run_start", "decision", "decision", "outcome", "problem",
                                                       "run_end"]
+    # Ids the Runtime did not make (a run id or decision id with quotes, backslashes, non-ASCII) are escaped.
+    for run_id, odd_id in (('run "x"', 'dec "1"'), ("run\\é", "dec-1"), ("r", "déc_1")):
+        payload = {"run_id": run_id, "decision_id": odd_id, "outcome": Outcome(success=True)}
+        seen.append((to_wire("outcome", payload), to_wire_json("outcome", payload)))
     for as_dict, as_text in seen:
         assert "\n" not in as_text  # one spool line per event
         assert json.loads(as_text) == json.loads(json.dumps(as_dict))
@@ -175,9 +185,6 @@ def test_only_one_replayer_at_a_time_holds_a_spool(tmp_path):
 
 
 def test_an_agent_that_exits_while_the_dashboard_is_down_leaves_its_events_in_the_spool(spool_root):
-    import subprocess
-    import sys
-
     script = (
         "from framework import Runtime\n"
         f"rt = Runtime('http://127.0.0.1:{free_port()}', api_key='k', flush_timeout=1)\n"
@@ -195,3 +202,59 @@ def test_an_agent_that_exits_while_the_dashboard_is_down_leaves_its_events_in_th
     assert "Traceback" not in done.stderr
     events = spooled_events(spool_root)
     assert [e["type"] for e in events] == ["run_start"] + ["decision", "outcome"] * 5 + ["run_end", "run_start", "decision"]
+
+
+def test_end_run_hands_the_run_over_without_waiting_and_flush_waits_for_delivery(slow_dashboard, spool_root):
+    runtime = Runtime(slow_dashboard.url, **OPTIONS)
+    agent(runtime, 20)
+    runtime.end_run(success=True)
+    assert slow_dashboard.events == [] and not runtime.flush(timeout=0.2)  # handed over, not delivered yet
+    slow_dashboard.gate.open()
+    assert runtime.flush(timeout=10)
+    assert [e["type"] for e in slow_dashboard.events] == ["run_start"] + ["decision", "outcome"] * 20 + ["run_end"]
+    assert runtime.transport.stats["spooled"] == 0
+    runtime.transport.close()
+
+
+def test_an_agent_that_exits_right_after_end_run_still_delivers_every_event(slow_dashboard, spool_root, tmp_path):
+    ended = tmp_path / "ended"
+    script = (
+        "import pathlib\n"
+        "from framework import Runtime\n"
+        f"rt = Runtime({slow_dashboard.url!r}, api_key='k', flush_timeout=60, flush_interval=0.05, batch_size=50)\n"
+        "rt.start_run('exit', 'Exit at once')\n"
+        "for n in range(100):\n"
+        "    rt.record_outcome(rt.decide(intent=f'i{n}', options=[], chosen='', reasoning=''), success=True)\n"
+        "rt.end_run(success=True)\n"
+        f"pathlib.Path({str(ended)!r}).touch()\n"  # and the script ends: the exit flush delivers the rest
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(ended.exists)  # end_run returned while the dashboard had stored nothing
+        assert slow_dashboard.events == []
+    finally:
+        slow_dashboard.gate.open()
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    events = slow_dashboard.events
+    assert [e["type"] for e in events] == ["run_start"] + ["decision", "outcome"] * 100 + ["run_end"]
+    assert [e["decision_id"] for e in events if e["type"] == "decision"] == [f"dec_{n}" for n in range(100)]
+    assert spooled_events(spool_root) == []
+
+
+def test_the_exit_flush_waits_once_for_all_runtimes_not_once_each(silent_port, spool_root):
+    script = (
+        "from framework import Runtime\n"
+        "for n in range(4):\n"  # a Runtime per task, as a worker process might do
+        f"    rt = Runtime('http://127.0.0.1:{silent_port}', api_key='k', flush_timeout=3, timeout=30)\n"
+        "    rt.start_run(f'g{n}')\n"
+        "    rt.record_outcome(rt.decide(intent='i', options=[], chosen='', reasoning=''), success=True)\n"
+        "    rt.end_run(success=True)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 10  # one 3 s flush deadline, not 4 of them
+    events = spooled_events(spool_root)
+    assert sorted(e["body"]["goal_id"] for e in events if e["type"] == "run_start") == ["g0", "g1", "g2", "g3"]
+    assert len(events) == 16

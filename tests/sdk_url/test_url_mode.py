@@ -12,7 +12,7 @@ from framework import BuilderQuery, Runtime
 from framework.storage import FileStorage
 from framework.transport import flush_spool
 
-from .conftest import wait_for
+from .conftest import Gate, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +74,7 @@ def save_locally(runs, path) -> BuilderQuery:
 def test_readme_snippet_against_the_dashboard_answers_like_local_storage(live_server, api_key_raw, spool_root, tmp_path):
     runtime = Runtime(live_server.url, api_key=api_key_raw, **FAST)
     run_ids, runs = readme_agent(runtime)
+    assert runtime.flush()  # end_run does not wait for delivery; flush() does
     assert runtime.transport.stats == {"sent": 9, "spooled": 0, "replayed": 0, "rejected": 0, "dropped": 0}
     remote = BuilderQuery(live_server.url, api_key=api_key_raw)
     assert_same_answers(remote, save_locally(runs, tmp_path / "local"), run_ids)
@@ -97,6 +98,7 @@ def outage_run(runtime: Runtime, server, *, restart: bool = True):
     runtime.report_problem("warning", "dashboard went away")
     run = runtime.current_run
     runtime.end_run(success=True)
+    assert runtime.flush()
     assert runtime.transport.stats["spooled"] == 32  # 15 decisions, 15 outcomes, a problem, the run end
     if restart:
         server.start()
@@ -160,3 +162,34 @@ def test_a_rejected_key_loses_nothing_once_the_key_is_fixed(live_server, api_key
     tally = flush_spool(live_server.url, api_key=api_key_raw)
     assert (tally.created, tally.rejected) == (9, 0)
     assert_same_answers(BuilderQuery(live_server.url, api_key=api_key_raw), save_locally(runs, tmp_path / "l"), run_ids)
+
+
+def test_an_agent_that_exits_before_a_slow_dashboard_stores_anything_loses_nothing(dashboard, api_key_raw, spool_root):
+    from runs.models import Decision
+
+    dashboard.stop()
+    dashboard.app = gate = Gate(dashboard.app)
+    dashboard.start()
+    script = (
+        "from framework import Runtime\n"
+        f"rt = Runtime({dashboard.url!r}, api_key={api_key_raw!r}, flush_timeout=0.5, batch_size=50)\n"
+        "print(rt.start_run('impatient', 'Exit before the dashboard answers'))\n"
+        "for n in range(100):\n"
+        "    rt.record_outcome(rt.decide(intent=f'i{n}', options=[], chosen='', reasoning=''), success=n % 3 > 0)\n"
+        "rt.end_run(success=True)\n"
+    )
+    try:
+        agent = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    finally:
+        gate.open()  # the dashboard catches up once the agent is gone
+    assert agent.returncode == 0, agent.stderr
+    run_id = agent.stdout.strip()
+    done = subprocess.run([sys.executable, "-m", "framework", "flush", "--to", dashboard.url, "--api-key", api_key_raw],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    run = BuilderQuery(dashboard.url, api_key=api_key_raw).get_full_run(run_id)
+    assert run.status == "completed"
+    assert [d.intent for d in run.decisions] == [f"i{n}" for n in range(100)]
+    assert [d.outcome.success for d in run.decisions] == [n % 3 > 0 for n in range(100)]
+    assert Decision.objects.filter(run__run_id=run_id).count() == 100
+    assert not list(spool_root.glob("*/*.jsonl"))
