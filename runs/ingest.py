@@ -20,7 +20,7 @@ from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from . import rollups
-from .models import Decision, Problem, Run, RunStatus
+from .models import Decision, Problem, Run, RunStatus, fetch_one
 from .schemas import (
     METRICS_EXTRA_KEY, DecisionIn, OutcomeIn, ProblemIn, RunEndIn, RunFileIn, RunStartIn, unstorable_text,
 )
@@ -71,7 +71,7 @@ def validate(schema: type[T], data: Any, what: str) -> T:
 
 
 def _locked_run(run_id: str) -> Run:
-    run = Run.objects.select_for_update().filter(run_id=run_id).first()
+    run = fetch_one(Run, {"run_id": run_id}, for_update=True)
     if run is None:
         raise NotFound(f"Run '{run_id}' not found: start it first (POST /api/v1/runs).")
     return run
@@ -104,7 +104,7 @@ def start_run(data: Any) -> tuple[Run, bool]:
     if payload.started_at is not None:
         fields["started_at"] = payload.started_at
     with transaction.atomic():
-        run = Run.objects.select_for_update().filter(run_id=payload.id).first()
+        run = fetch_one(Run, {"run_id": payload.id}, for_update=True)
         if run is None:
             try:
                 with transaction.atomic():
@@ -446,7 +446,7 @@ def _apply_bulk(segment: list[dict]) -> list[tuple[int, str]] | None:
         return None  # the per-event path words the error and applies the others
     try:
         with transaction.atomic():
-            run = Run.objects.select_for_update().filter(run_id=run_id).first()
+            run = fetch_one(Run, {"run_id": run_id}, for_update=True)
             if run is None or run.decisions.filter(decision_id__in=list(decisions)).exists():
                 return None
             rows = _bulk_rows(run, decisions, outcomes)
