@@ -12,6 +12,7 @@ difference (the original counted it twice; see `Run.recount`).
 """
 
 import re
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
@@ -22,7 +23,8 @@ from pydantic import BaseModel, ValidationError
 from . import rollups
 from .models import Decision, Problem, Run, RunStatus, fetch_one
 from .schemas import (
-    METRICS_EXTRA_KEY, DecisionIn, OutcomeIn, ProblemIn, RunEndIn, RunFileIn, RunStartIn, unstorable_text,
+    METRICS_EXTRA_KEY, DecisionIn, OutcomeIn, ProblemIn, RunEndIn, RunFileIn, RunStartIn, unchecked_many,
+    unstorable_text,
 )
 
 _DEC_N = re.compile(r"dec_(\d{1,9})")
@@ -393,12 +395,13 @@ def _dispatch(kind: str, run_id: str, event: dict, body: dict) -> bool:
     return end_run(run_id, body)[1]
 
 
-def apply_events(events: list) -> list[tuple[int, str]]:
+def apply_events(events: list, *, checked: bool = False) -> list[tuple[int, str]]:
     """Apply a batch's events in order: (status, detail) per event, as `apply_event` would answer each.
 
     A run of consecutive new decisions and their outcomes for one run (what the SDK sends) is written
     set-based, in one transaction: one lock, one existence check, one INSERT (`executemany`), one counter
-    UPDATE.
+    UPDATE. `checked`: the events come from `schemas.storable_json`, so their bodies are validated in one
+    call without the per-field storable checks.
     Anything else (other event types, replays, errors, out-of-order positions) takes `apply_event`, so the
     answers and the stored rows are the same either way, only faster.
     """
@@ -408,7 +411,7 @@ def apply_events(events: list) -> list[tuple[int, str]]:
         end = position
         while end < len(events) and _bulk_candidate(events[end], events[position]):
             end += 1
-        if end - position >= 2 and (bulk := _apply_bulk(events[position:end])) is not None:
+        if end - position >= 2 and (bulk := _apply_bulk(events[position:end], checked)) is not None:
             answers.extend(bulk)
             position = end
         else:
@@ -423,27 +426,45 @@ def _bulk_candidate(event: Any, first: Any) -> bool:
             and isinstance(event.get("body", {}), dict))
 
 
-def _apply_bulk(segment: list[dict]) -> list[tuple[int, str]] | None:
+def _validate_many(schema: type[T], items: list[dict], what: str, checked: bool) -> list[T]:
+    if not checked:
+        return [validate(schema, item, what) for item in items]
+    try:
+        return unchecked_many(schema, items)
+    except ValidationError:
+        raise Invalid(f"Invalid {what}") from None  # the per-event path words it, field by field
+
+
+def _apply_bulk(segment: list[dict], checked: bool) -> list[tuple[int, str]] | None:
     """Store new decisions (and their first outcomes) of one run set-based; None to fall back."""
     try:
         run_id = _event_text(segment[0], "run_id")
-        decisions: dict[str, DecisionIn] = {}
-        outcomes: dict[str, OutcomeIn] = {}
+        decision_bodies, outcome_bodies = [], []
         for event in segment:
             body = event.get("body", {})
             if event["type"] == "decision":
                 decision_id = _event_text(event, "decision_id", required=False)
-                payload = validate(DecisionIn, _body_id(body, "decision_id", decision_id, "decision"), "decision")
-                if payload.id in decisions:
-                    return None
-                decisions[payload.id] = payload
+                decision_bodies.append(_body_id(body, "decision_id", decision_id, "decision"))
             else:
-                decision_id = _event_text(event, "decision_id")
-                if decision_id not in decisions or decision_id in outcomes or decisions[decision_id].outcome:
-                    return None
-                outcomes[decision_id] = validate(OutcomeIn, body, "outcome")
+                _event_text(event, "decision_id")
+                outcome_bodies.append(body)
+        decision_payloads = iter(_validate_many(DecisionIn, decision_bodies, "decision", checked))
+        outcome_payloads = iter(_validate_many(OutcomeIn, outcome_bodies, "outcome", checked))
     except IngestError:
         return None  # the per-event path words the error and applies the others
+    decisions: dict[str, DecisionIn] = {}
+    outcomes: dict[str, OutcomeIn] = {}
+    for event in segment:
+        if event["type"] == "decision":
+            payload = next(decision_payloads)
+            if payload.id in decisions:
+                return None
+            decisions[payload.id] = payload
+        else:
+            decision_id = event["decision_id"]
+            if decision_id not in decisions or decision_id in outcomes or decisions[decision_id].outcome:
+                return None
+            outcomes[decision_id] = next(outcome_payloads)
     try:
         with transaction.atomic():
             run = fetch_one(Run, {"run_id": run_id}, for_update=True)
@@ -487,26 +508,55 @@ def _row_of(decision: Decision) -> dict:
             if not field.primary_key}
 
 
+# Column types whose `get_db_prep_save` hands a value of the field's own Python type to the driver unchanged.
+_AS_IS = frozenset({"CharField", "TextField", "IntegerField", "BigIntegerField", "PositiveIntegerField",
+                    "BooleanField", "ForeignKey"})
+_INSERT_PLANS: dict[str, tuple[str, list]] = {}
+
+
+def _column_writer(field, connection) -> Callable[[Any], Any]:
+    """`field.get_db_prep_save(value, connection)` without the layers that change nothing for the
+    validated values written here (str, int, bool or None): JSON is encoded as `JSONField` does (None is
+    SQL NULL), datetimes go through the field itself."""
+    kind = field.get_internal_type()
+    if kind in _AS_IS:
+        return _same
+    if kind == "JSONField":
+        adapt, encoder = connection.ops.adapt_json_value, field.encoder
+        return lambda value: None if value is None else adapt(value, encoder)
+    prep = field.get_db_prep_save
+    return lambda value: prep(value, connection)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _insert_plan(connection) -> tuple[str, list]:
+    if (plan := _INSERT_PLANS.get(connection.vendor)) is None:
+        fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
+        quote = connection.ops.quote_name
+        sql = (f"INSERT INTO {quote(Decision._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+               f"VALUES ({', '.join(['%s'] * len(fields))})")
+        columns = [(field.attname, _column_writer(field, connection), field.get_default) for field in fields]
+        plan = _INSERT_PLANS[connection.vendor] = (sql, columns)
+    return plan
+
+
 def _insert_decisions(rows: list[dict], *, returning_pk: bool = False) -> int | None:
     """INSERT the rows with one prepared statement (`executemany`), as the ORM would store them.
 
-    Each value goes through its field's own `get_db_prep_save` (JSON encoding, `Jsonb` on PostgreSQL,
+    Each value is written as its field's `get_db_prep_save` would (JSON encoding, `Jsonb` on PostgreSQL,
     aware datetimes, SQL NULL for None), and an absent field gets its model default, so the stored rows
     read back exactly as if `Decision.objects.bulk_create` had written them, without its SQL building.
     """
     connection = connections[DEFAULT_DB_ALIAS]  # the connection itself, not the per-attribute proxy
-    fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(Decision._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))})")
-    prepare = [(field.attname, field.get_db_prep_save, field.get_default) for field in fields]
-    params = [
-        [prep(row[key], connection) if key in row else prep(default(), connection) for key, prep, default in prepare]
-        for row in rows
-    ]
+    sql, columns = _insert_plan(connection)
+    params = [[write(row[key]) if key in row else write(default()) for key, write, default in columns]
+              for row in rows]
     with connection.cursor() as cursor:
         if returning_pk:  # one row; SQLite >= 3.35 and PostgreSQL both answer RETURNING
-            cursor.execute(f"{sql} RETURNING {quote(Decision._meta.pk.column)}", params[0])
+            cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(Decision._meta.pk.column)}", params[0])
             return cursor.fetchone()[0]
         cursor.executemany(sql, params)
     return None
