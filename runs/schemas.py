@@ -8,6 +8,7 @@ dropped: the dashboard recomputes them.
 """
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
@@ -220,22 +221,32 @@ class RunFileIn(RunStartIn):
 
 # --- whole-body checks, for batches ----------------------------------------------------------------
 
-# Digits as 0 and E as e (and "+" dropped), to find numbers too large for a float with two substring tests.
+# Digits as 0 and E as e (and "+" dropped): numbers too large for a float show as fixed substrings.
 _NUMBER_SHAPE = bytes.maketrans(b"123456789E", b"000000000e")
+
+
+# Read backwards (the bytes reversed, so the search starts from a fixed substring): a three-digit exponent
+# ("e000" in the shape) whose number starts where JSON puts a value, after `:`, `,`, `[` or whitespace.
+# Elsewhere it is text, like the "2e869" of a hex run id.
+_BIG_EXPONENT_REVERSED = re.compile(rb"000e[0.]*-?(?:[:,\[\s]|$)")
+
+
+def _may_overflow(shape: bytes) -> bool:
+    """A number in the JSON (shaped by _NUMBER_SHAPE) that could be too large for a float: only a
+    three-digit exponent or 200 digits in a row go past 1e299."""
+    return b"0" * 200 in shape or _BIG_EXPONENT_REVERSED.search(shape[::-1]) is not None
 
 
 def storable_json(body: bytes) -> Any:
     """`body` parsed, when it provably holds nothing the storable-text/JSON validators refuse; else ValueError.
 
     The parser (pydantic-core's, as exact as `json.loads`) refuses lone surrogates and NaN / Infinity
-    itself. A NUL byte can only come from the escape \\u0000, and an infinite float only from a number
-    with an exponent of 100 or more (three exponent digits) or 200 digits in a row: below both it stays
-    under 1e299. Those are ruled out on the bytes (inside a string they only cost the per-field checks),
-    so what this returns may be validated with `unchecked_many`. On ValueError, parse the body as usual:
-    the per-field validators then name the bad field.
+    itself; a NUL byte can only come from the escape \\u0000 and an infinite float only from a number
+    `_may_overflow` finds, so both are ruled out on the bytes (inside a string they only cost the per-field
+    checks). What this returns may be validated with `unchecked_many`. On ValueError, parse the body as
+    usual: the per-field validators then name the bad field.
     """
-    shape = body.translate(_NUMBER_SHAPE, b"+")
-    if b"\\u0000" in body or b"e000" in shape or b"0" * 200 in shape:
+    if b"\\u0000" in body or _may_overflow(body.translate(_NUMBER_SHAPE, b"+")):
         raise ValueError("may hold a NUL byte or a non-finite number")
     return pydantic_core.from_json(body, allow_inf_nan=False)
 

@@ -106,6 +106,7 @@ HOSTILE = {
     "lone surrogate in a JSON string": ('{"k": "\\udfff"}', "input_context", "lone surrogate"),
     "NaN": ('{"k": NaN}', "input_context", "non-finite"),
     "a number too large for a float": ('{"k": 1e400}', "input_context", "non-finite"),
+    "an overflowing exponent after whitespace": ('{"k":\n -2.5E+0400}', "input_context", "non-finite"),
     "a long run of digits that overflows": ('{"k": ' + "9" * 400 + '.0}', "input_context", "non-finite"),
     "NUL in an extra field": ('"x\\u0000"', "custom", "NUL byte"),
 }
