@@ -468,14 +468,14 @@ def _apply_bulk(segment: list[dict], checked: bool) -> list[tuple[int, str]] | N
     try:
         with transaction.atomic():
             run = fetch_one(Run, {"run_id": run_id}, for_update=True)
-            if run is None or run.decisions.filter(decision_id__in=list(decisions)).exists():
+            if run is None:
                 return None
             rows = _bulk_rows(run, decisions, outcomes)
             if rows is None:
                 return None
             _insert_decisions(rows)
             _add_decisions_to_run(run, *_bulk_counters(run, rows))
-    except IntegrityError:  # a concurrent writer stored one of them first: let the per-event path sort it out
+    except IntegrityError:  # one is stored already (a replay, or a concurrent writer): the per-event path answers
         return None
     return [(201, "")] * len(segment)
 
@@ -483,7 +483,7 @@ def _apply_bulk(segment: list[dict], checked: bool) -> list[tuple[int, str]] | N
 def _bulk_rows(run: Run, decisions: dict[str, DecisionIn], outcomes: dict[str, OutcomeIn]) -> list[dict] | None:
     """Each new decision's column values by field name (what `Decision(**fields)` would hold)."""
     count = run.decision_count
-    last_seq = run.decisions.aggregate(last=Max("seq"))["last"]
+    last_seq = _last_seq(run)
     rows = []
     now = timezone.now()
     for payload in decisions.values():
@@ -501,6 +501,17 @@ def _bulk_rows(run: Run, decisions: dict[str, DecisionIn], outcomes: dict[str, O
             fields.setdefault("outcome_timestamp", now)
         rows.append({"run_id": run.pk, "decision_id": payload.id, "seq": seq, **fields})
     return rows
+
+
+def _last_seq(run: Run) -> int | None:
+    """The highest position stored in the run (what `aggregate(Max("seq"))` answers), without compiling it."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    column = quote(Decision._meta.get_field("seq").column)
+    sql = (f"SELECT MAX({column}) FROM {quote(Decision._meta.db_table)} "
+           f"WHERE {quote(Decision._meta.get_field('run').column)} = %s")
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(sql, [run.pk])
+        return cursor.fetchone()[0]
 
 
 def _row_of(decision: Decision) -> dict:
