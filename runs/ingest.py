@@ -195,19 +195,6 @@ def _default_seq(run: Run, decision_id: str) -> int:
     return run.decision_count
 
 
-def _decision_probe(run: Run, decision_id: str, seq: int) -> tuple[bool, bool]:
-    """(a decision `decision_id` is stored in the run, one is stored after position `seq`): one query."""
-    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
-    table = quote(Decision._meta.db_table)
-    owner, ident, position = (quote(Decision._meta.get_field(name).column) for name in ("run", "decision_id", "seq"))
-    sql = (f"SELECT EXISTS(SELECT 1 FROM {table} WHERE {owner} = %s AND {ident} = %s), "
-           f"EXISTS(SELECT 1 FROM {table} WHERE {owner} = %s AND {position} > %s)")
-    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-        cursor.execute(sql, [run.pk, decision_id, run.pk, seq])
-        exists, later = cursor.fetchone()
-    return bool(exists), bool(later)
-
-
 def _nodes_after_insert(run: Run, decision: Decision, *, later: bool) -> list[str]:
     """metrics.nodes_executed once `decision` is in (`later`: a decision after it was already stored)."""
     if not later:
@@ -227,10 +214,22 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
     with transaction.atomic():
         run = _locked_run(run_id)
         seq = payload.index if payload.index is not None else _default_seq(run, payload.id)
-        exists, later = _decision_probe(run, payload.id, seq)
-        decision = run.decisions.filter(decision_id=payload.id).first() if exists else None
-        created = decision is None
-        if decision is not None:
+        new = dict(fields)
+        if payload.timestamp is not None:
+            new["timestamp"] = payload.timestamp
+        if payload.outcome is not None:  # a new decision's inline outcome: one INSERT, one counter UPDATE
+            new.update(_outcome_fields(payload.outcome))
+            new.setdefault("outcome_timestamp", timezone.now())
+        decision = Decision(run=run, decision_id=payload.id, seq=seq, **new)
+        inserted = _insert_new_decision(_row_of(decision))
+        created = inserted is not None
+        if created:
+            decision.pk, later = inserted
+            decision._state.adding = False
+            ok, bad, tokens, latency = _outcome_contribution(decision)
+            _add_decisions_to_run(run, _nodes_after_insert(run, decision, later=later), 1, ok, bad, tokens, latency)
+        else:
+            decision = run.decisions.get(decision_id=payload.id)
             compared = dict(fields)
             if payload.index is not None:
                 compared["seq"] = payload.index
@@ -241,19 +240,8 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
                     f"Decision '{payload.id}' already exists in run '{run_id}' with a different "
                     f"{', '.join(changed)}; decisions cannot be changed once reported."
                 )
-        else:
-            if payload.timestamp is not None:
-                fields["timestamp"] = payload.timestamp
-            if payload.outcome is not None:  # a new decision's inline outcome: one INSERT, one counter UPDATE
-                fields.update(_outcome_fields(payload.outcome))
-                fields.setdefault("outcome_timestamp", timezone.now())
-            decision = Decision(run=run, decision_id=payload.id, seq=seq, **fields)
-            decision.pk = _insert_decisions([_row_of(decision)], returning_pk=True)
-            decision._state.adding = False
-            ok, bad, tokens, latency = _outcome_contribution(decision)
-            _add_decisions_to_run(run, _nodes_after_insert(run, decision, later=later), 1, ok, bad, tokens, latency)
-        if payload.outcome is not None and not created:
-            _apply_outcome(run, decision, payload.outcome)
+            if payload.outcome is not None:
+                _apply_outcome(run, decision, payload.outcome)
         return decision, created
 
 
@@ -554,7 +542,7 @@ def _insert_plan(connection) -> tuple[str, list]:
     return plan
 
 
-def _insert_decisions(rows: list[dict], *, returning_pk: bool = False) -> int | None:
+def _insert_decisions(rows: list[dict]) -> None:
     """INSERT the rows with one prepared statement (`executemany`), as the ORM would store them.
 
     Each value is written as its field's `get_db_prep_save` would (JSON encoding, `Jsonb` on PostgreSQL,
@@ -563,14 +551,29 @@ def _insert_decisions(rows: list[dict], *, returning_pk: bool = False) -> int | 
     """
     connection = connections[DEFAULT_DB_ALIAS]  # the connection itself, not the per-attribute proxy
     sql, columns = _insert_plan(connection)
-    params = [[write(row[key]) if key in row else write(default()) for key, write, default in columns]
-              for row in rows]
     with connection.cursor() as cursor:
-        if returning_pk:  # one row; SQLite >= 3.35 and PostgreSQL both answer RETURNING
-            cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(Decision._meta.pk.column)}", params[0])
-            return cursor.fetchone()[0]
-        cursor.executemany(sql, params)
-    return None
+        cursor.executemany(sql, [_params(row, columns) for row in rows])
+
+
+def _insert_new_decision(row: dict) -> tuple[int, bool] | None:
+    """INSERT one decision as `_insert_decisions` does, unless the run has one with its id already:
+    (its pk, whether a decision after its position is stored), or None when it was there. One statement
+    (ON CONFLICT DO NOTHING ... RETURNING, SQLite >= 3.35 and PostgreSQL) where a lookup first took two.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    sql, columns = _insert_plan(connection)
+    quote = connection.ops.quote_name
+    owner, position = (quote(Decision._meta.get_field(name).column) for name in ("run", "seq"))
+    later = f"EXISTS(SELECT 1 FROM {quote(Decision._meta.db_table)} WHERE {owner} = %s AND {position} > %s)"
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} ON CONFLICT DO NOTHING RETURNING {quote(Decision._meta.pk.column)}, {later}",
+                       [*_params(row, columns), row["run_id"], row["seq"]])
+        found = cursor.fetchone()
+    return None if found is None else (found[0], bool(found[1]))
+
+
+def _params(row: dict, columns: list) -> list:
+    return [write(row[key]) if key in row else write(default()) for key, write, default in columns]
 
 
 def _bulk_counters(run: Run, rows: list[dict]) -> tuple[list[str], int, int, int, int, int]:
