@@ -522,7 +522,15 @@ def _column_writer(field, connection) -> Callable[[Any], Any]:
         return _same
     if kind == "JSONField":
         adapt, encoder = connection.ops.adapt_json_value, field.encoder
-        return lambda value: None if value is None else adapt(value, encoder)
+        empty = {dict: adapt({}, encoder), list: adapt([], encoder)}
+
+        def write_json(value):
+            if value is None:
+                return None
+            if not value and type(value) in empty:  # most of a decision's JSON columns: encoded once, not per row
+                return empty[type(value)]
+            return adapt(value, encoder)
+        return write_json
     prep = field.get_db_prep_save
     return lambda value: prep(value, connection)
 
