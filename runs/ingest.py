@@ -1,9 +1,9 @@
 """Writing what agents report: runs, decisions (with their outcome), outcomes, problems, run ends.
 
 Every function validates its input, then writes inside one transaction that first locks the run row
-(`select_for_update`; on SQLite the IMMEDIATE transaction does the same for the whole database), so
-concurrent writers to one run queue up and the counters on `Run` are updated in the same transaction
-as the row, with F() expressions.
+(`fetch_one(..., for_update=True)`, SELECT ... FOR UPDATE; on SQLite the IMMEDIATE transaction does the
+same for the whole database), so concurrent writers to one run queue up and the counters on `Run` are
+updated in the same transaction as the row, as increments (`col = col + n`).
 
 Idempotent on the agent's ids: replaying an event with the same content changes nothing and reports
 `created=False`; a replayed decision or problem whose content differs is refused (`Conflict`), never
@@ -387,8 +387,8 @@ def apply_events(events: list, *, checked: bool = False) -> list[tuple[int, str]
     """Apply a batch's events in order: (status, detail) per event, as `apply_event` would answer each.
 
     A run of consecutive new decisions and their outcomes for one run (what the SDK sends) is written
-    set-based, in one transaction: one lock, one existence check, one INSERT (`executemany`), one counter
-    UPDATE. `checked`: the events come from `schemas.storable_json`, so their bodies are validated in one
+    set-based, in one transaction: one lock, one MAX(seq), one INSERT (`executemany`; a decision stored
+    already makes it fail, and the segment falls back), one counter UPDATE. `checked`: the events come from `schemas.storable_json`, so their bodies are validated in one
     call without the per-field storable checks.
     Anything else (other event types, replays, errors, out-of-order positions) takes `apply_event`, so the
     answers and the stored rows are the same either way, only faster.
