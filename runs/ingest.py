@@ -189,6 +189,17 @@ def _outcome_fields(payload: OutcomeIn) -> dict[str, Any]:
     return fields
 
 
+M = TypeVar("M", Decision, Problem)
+
+
+def _stored_in(run: Run, model: type[M], **where) -> M | None:
+    """`run.decisions.filter(**where).first()` (or problems), through `fetch_one`, with its run attached."""
+    found = fetch_one(model, {"run": run.pk, **where})
+    if found is not None:
+        found.run = run
+    return found
+
+
 def _default_seq(run: Run, decision_id: str) -> int:
     if match := _DEC_N.fullmatch(decision_id):
         return int(match.group(1))
@@ -229,7 +240,7 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
             ok, bad, tokens, latency = _outcome_contribution(decision)
             _add_decisions_to_run(run, _nodes_after_insert(run, decision, later=later), 1, ok, bad, tokens, latency)
         else:
-            decision = run.decisions.get(decision_id=payload.id)
+            decision = _stored_in(run, Decision, decision_id=payload.id)
             compared = dict(fields)
             if payload.index is not None:
                 compared["seq"] = payload.index
@@ -284,7 +295,7 @@ def record_outcome(run_id: str, decision_id: str, data: Any) -> tuple[Decision, 
     payload = validate(OutcomeIn, data, "outcome")
     with transaction.atomic():
         run = _locked_run(run_id)
-        decision = run.decisions.filter(decision_id=decision_id).first()
+        decision = _stored_in(run, Decision, decision_id=decision_id)
         if decision is None:
             raise NotFound(f"Decision '{decision_id}' not found in run '{run_id}': report the decision first.")
         return decision, _apply_outcome(run, decision, payload)
@@ -311,7 +322,7 @@ def add_problem(run_id: str, data: Any) -> tuple[Problem, bool]:
         fields["timestamp"] = payload.timestamp
     with transaction.atomic():
         run = _locked_run(run_id)
-        problem = run.problems.filter(problem_id=payload.id).first()
+        problem = _stored_in(run, Problem, problem_id=payload.id)
         if problem is not None:
             if changed := _differences(problem, fields):
                 raise Conflict(
