@@ -399,8 +399,9 @@ def apply_events(events: list, *, checked: bool = False) -> list[tuple[int, str]
 
     A run of consecutive new decisions and their outcomes for one run (what the SDK sends) is written
     set-based, in one transaction: one lock, one MAX(seq), one INSERT (`executemany`; a decision stored
-    already makes it fail, and the segment falls back), one counter UPDATE. `checked`: the events come from `schemas.storable_json`, so their bodies are validated in one
-    call without the per-field storable checks.
+    already makes it fail, and the segment falls back), one counter UPDATE. `checked`: the events come
+    from `schemas.storable_json`, so their bodies are validated in one call without the per-field
+    storable checks.
     Anything else (other event types, replays, errors, out-of-order positions) takes `apply_event`, so the
     answers and the stored rows are the same either way, only faster.
     """
