@@ -1,6 +1,7 @@
+"""The production WSGI entry point (framework_site/wsgi.py), with the bench settings (the no-op endpoint)."""
+
 import os
 
-from django.core.wsgi import get_wsgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
-application = get_wsgi_application()
+
+from framework_site.wsgi import application  # noqa: E402, F401

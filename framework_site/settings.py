@@ -142,6 +142,9 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": env_int("SQLITE_TIMEOUT", 30),
             },
+            # Kept open across requests, as for PostgreSQL: opening one (and its PRAGMAs) on every
+            # request cost more than storing a decision.
+            "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
         }
     }
 

@@ -1,9 +1,9 @@
 """Writing what agents report: runs, decisions (with their outcome), outcomes, problems, run ends.
 
 Every function validates its input, then writes inside one transaction that first locks the run row
-(`select_for_update`; on SQLite the IMMEDIATE transaction does the same for the whole database), so
-concurrent writers to one run queue up and the counters on `Run` are updated in the same transaction
-as the row, with F() expressions.
+(`fetch_one(..., for_update=True)`, SELECT ... FOR UPDATE; on SQLite the IMMEDIATE transaction does the
+same for the whole database), so concurrent writers to one run queue up and the counters on `Run` are
+updated in the same transaction as the row, as increments (`col = col + n`).
 
 Idempotent on the agent's ids: replaying an event with the same content changes nothing and reports
 `created=False`; a replayed decision or problem whose content differs is refused (`Conflict`), never
@@ -12,6 +12,7 @@ difference (the original counted it twice; see `Run.recount`).
 """
 
 import re
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
@@ -20,9 +21,10 @@ from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from . import rollups
-from .models import Decision, Problem, Run, RunStatus
+from .models import Decision, Problem, Run, RunStatus, fetch_one
 from .schemas import (
-    METRICS_EXTRA_KEY, DecisionIn, OutcomeIn, ProblemIn, RunEndIn, RunFileIn, RunStartIn, unstorable_text,
+    METRICS_EXTRA_KEY, DecisionIn, OutcomeIn, ProblemIn, RunEndIn, RunFileIn, RunStartIn, unchecked_many,
+    unstorable_text,
 )
 
 _DEC_N = re.compile(r"dec_(\d{1,9})")
@@ -71,7 +73,7 @@ def validate(schema: type[T], data: Any, what: str) -> T:
 
 
 def _locked_run(run_id: str) -> Run:
-    run = Run.objects.select_for_update().filter(run_id=run_id).first()
+    run = fetch_one(Run, {"run_id": run_id}, for_update=True)
     if run is None:
         raise NotFound(f"Run '{run_id}' not found: start it first (POST /api/v1/runs).")
     return run
@@ -104,7 +106,7 @@ def start_run(data: Any) -> tuple[Run, bool]:
     if payload.started_at is not None:
         fields["started_at"] = payload.started_at
     with transaction.atomic():
-        run = Run.objects.select_for_update().filter(run_id=payload.id).first()
+        run = fetch_one(Run, {"run_id": payload.id}, for_update=True)
         if run is None:
             try:
                 with transaction.atomic():
@@ -187,23 +189,21 @@ def _outcome_fields(payload: OutcomeIn) -> dict[str, Any]:
     return fields
 
 
+M = TypeVar("M", Decision, Problem)
+
+
+def _stored_in(run: Run, model: type[M], **where) -> M | None:
+    """`run.decisions.filter(**where).first()` (or problems), through `fetch_one`, with its run attached."""
+    found = fetch_one(model, {"run": run.pk, **where})
+    if found is not None:
+        found.run = run
+    return found
+
+
 def _default_seq(run: Run, decision_id: str) -> int:
     if match := _DEC_N.fullmatch(decision_id):
         return int(match.group(1))
     return run.decision_count
-
-
-def _decision_probe(run: Run, decision_id: str, seq: int) -> tuple[bool, bool]:
-    """(a decision `decision_id` is stored in the run, one is stored after position `seq`): one query."""
-    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
-    table = quote(Decision._meta.db_table)
-    owner, ident, position = (quote(Decision._meta.get_field(name).column) for name in ("run", "decision_id", "seq"))
-    sql = (f"SELECT EXISTS(SELECT 1 FROM {table} WHERE {owner} = %s AND {ident} = %s), "
-           f"EXISTS(SELECT 1 FROM {table} WHERE {owner} = %s AND {position} > %s)")
-    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-        cursor.execute(sql, [run.pk, decision_id, run.pk, seq])
-        exists, later = cursor.fetchone()
-    return bool(exists), bool(later)
 
 
 def _nodes_after_insert(run: Run, decision: Decision, *, later: bool) -> list[str]:
@@ -225,10 +225,22 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
     with transaction.atomic():
         run = _locked_run(run_id)
         seq = payload.index if payload.index is not None else _default_seq(run, payload.id)
-        exists, later = _decision_probe(run, payload.id, seq)
-        decision = run.decisions.filter(decision_id=payload.id).first() if exists else None
-        created = decision is None
-        if decision is not None:
+        new = dict(fields)
+        if payload.timestamp is not None:
+            new["timestamp"] = payload.timestamp
+        if payload.outcome is not None:  # a new decision's inline outcome: one INSERT, one counter UPDATE
+            new.update(_outcome_fields(payload.outcome))
+            new.setdefault("outcome_timestamp", timezone.now())
+        decision = Decision(run=run, decision_id=payload.id, seq=seq, **new)
+        inserted = _insert_new_decision(_row_of(decision))
+        created = inserted is not None
+        if created:
+            decision.pk, later = inserted
+            decision._state.adding = False
+            ok, bad, tokens, latency = _outcome_contribution(decision)
+            _add_decisions_to_run(run, _nodes_after_insert(run, decision, later=later), 1, ok, bad, tokens, latency)
+        else:
+            decision = _stored_in(run, Decision, decision_id=payload.id)
             compared = dict(fields)
             if payload.index is not None:
                 compared["seq"] = payload.index
@@ -239,19 +251,8 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
                     f"Decision '{payload.id}' already exists in run '{run_id}' with a different "
                     f"{', '.join(changed)}; decisions cannot be changed once reported."
                 )
-        else:
-            if payload.timestamp is not None:
-                fields["timestamp"] = payload.timestamp
-            if payload.outcome is not None:  # a new decision's inline outcome: one INSERT, one counter UPDATE
-                fields.update(_outcome_fields(payload.outcome))
-                fields.setdefault("outcome_timestamp", timezone.now())
-            decision = Decision(run=run, decision_id=payload.id, seq=seq, **fields)
-            decision.pk = _insert_decisions([_row_of(decision)], returning_pk=True)
-            decision._state.adding = False
-            ok, bad, tokens, latency = _outcome_contribution(decision)
-            _add_decisions_to_run(run, _nodes_after_insert(run, decision, later=later), 1, ok, bad, tokens, latency)
-        if payload.outcome is not None and not created:
-            _apply_outcome(run, decision, payload.outcome)
+            if payload.outcome is not None:
+                _apply_outcome(run, decision, payload.outcome)
         return decision, created
 
 
@@ -294,7 +295,7 @@ def record_outcome(run_id: str, decision_id: str, data: Any) -> tuple[Decision, 
     payload = validate(OutcomeIn, data, "outcome")
     with transaction.atomic():
         run = _locked_run(run_id)
-        decision = run.decisions.filter(decision_id=decision_id).first()
+        decision = _stored_in(run, Decision, decision_id=decision_id)
         if decision is None:
             raise NotFound(f"Decision '{decision_id}' not found in run '{run_id}': report the decision first.")
         return decision, _apply_outcome(run, decision, payload)
@@ -321,7 +322,7 @@ def add_problem(run_id: str, data: Any) -> tuple[Problem, bool]:
         fields["timestamp"] = payload.timestamp
     with transaction.atomic():
         run = _locked_run(run_id)
-        problem = run.problems.filter(problem_id=payload.id).first()
+        problem = _stored_in(run, Problem, problem_id=payload.id)
         if problem is not None:
             if changed := _differences(problem, fields):
                 raise Conflict(
@@ -393,12 +394,14 @@ def _dispatch(kind: str, run_id: str, event: dict, body: dict) -> bool:
     return end_run(run_id, body)[1]
 
 
-def apply_events(events: list) -> list[tuple[int, str]]:
+def apply_events(events: list, *, checked: bool = False) -> list[tuple[int, str]]:
     """Apply a batch's events in order: (status, detail) per event, as `apply_event` would answer each.
 
     A run of consecutive new decisions and their outcomes for one run (what the SDK sends) is written
-    set-based, in one transaction: one lock, one existence check, one INSERT (`executemany`), one counter
-    UPDATE.
+    set-based, in one transaction: one lock, one MAX(seq), one INSERT (`executemany`; a decision stored
+    already makes it fail, and the segment falls back), one counter UPDATE. `checked`: the events come
+    from `schemas.storable_json`, so their bodies are validated in one call without the per-field
+    storable checks.
     Anything else (other event types, replays, errors, out-of-order positions) takes `apply_event`, so the
     answers and the stored rows are the same either way, only faster.
     """
@@ -408,7 +411,7 @@ def apply_events(events: list) -> list[tuple[int, str]]:
         end = position
         while end < len(events) and _bulk_candidate(events[end], events[position]):
             end += 1
-        if end - position >= 2 and (bulk := _apply_bulk(events[position:end])) is not None:
+        if end - position >= 2 and (bulk := _apply_bulk(events[position:end], checked)) is not None:
             answers.extend(bulk)
             position = end
         else:
@@ -423,38 +426,56 @@ def _bulk_candidate(event: Any, first: Any) -> bool:
             and isinstance(event.get("body", {}), dict))
 
 
-def _apply_bulk(segment: list[dict]) -> list[tuple[int, str]] | None:
+def _validate_many(schema: type[T], items: list[dict], what: str, checked: bool) -> list[T]:
+    if not checked:
+        return [validate(schema, item, what) for item in items]
+    try:
+        return unchecked_many(schema, items)
+    except ValidationError:
+        raise Invalid(f"Invalid {what}") from None  # the per-event path words it, field by field
+
+
+def _apply_bulk(segment: list[dict], checked: bool) -> list[tuple[int, str]] | None:
     """Store new decisions (and their first outcomes) of one run set-based; None to fall back."""
     try:
         run_id = _event_text(segment[0], "run_id")
-        decisions: dict[str, DecisionIn] = {}
-        outcomes: dict[str, OutcomeIn] = {}
+        decision_bodies, outcome_bodies = [], []
         for event in segment:
             body = event.get("body", {})
             if event["type"] == "decision":
                 decision_id = _event_text(event, "decision_id", required=False)
-                payload = validate(DecisionIn, _body_id(body, "decision_id", decision_id, "decision"), "decision")
-                if payload.id in decisions:
-                    return None
-                decisions[payload.id] = payload
+                decision_bodies.append(_body_id(body, "decision_id", decision_id, "decision"))
             else:
-                decision_id = _event_text(event, "decision_id")
-                if decision_id not in decisions or decision_id in outcomes or decisions[decision_id].outcome:
-                    return None
-                outcomes[decision_id] = validate(OutcomeIn, body, "outcome")
+                _event_text(event, "decision_id")
+                outcome_bodies.append(body)
+        decision_payloads = iter(_validate_many(DecisionIn, decision_bodies, "decision", checked))
+        outcome_payloads = iter(_validate_many(OutcomeIn, outcome_bodies, "outcome", checked))
     except IngestError:
         return None  # the per-event path words the error and applies the others
+    decisions: dict[str, DecisionIn] = {}
+    outcomes: dict[str, OutcomeIn] = {}
+    for event in segment:
+        if event["type"] == "decision":
+            payload = next(decision_payloads)
+            if payload.id in decisions:
+                return None
+            decisions[payload.id] = payload
+        else:
+            decision_id = event["decision_id"]
+            if decision_id not in decisions or decision_id in outcomes or decisions[decision_id].outcome:
+                return None
+            outcomes[decision_id] = next(outcome_payloads)
     try:
         with transaction.atomic():
-            run = Run.objects.select_for_update().filter(run_id=run_id).first()
-            if run is None or run.decisions.filter(decision_id__in=list(decisions)).exists():
+            run = fetch_one(Run, {"run_id": run_id}, for_update=True)
+            if run is None:
                 return None
             rows = _bulk_rows(run, decisions, outcomes)
             if rows is None:
                 return None
             _insert_decisions(rows)
             _add_decisions_to_run(run, *_bulk_counters(run, rows))
-    except IntegrityError:  # a concurrent writer stored one of them first: let the per-event path sort it out
+    except IntegrityError:  # one is stored already (a replay, or a concurrent writer): the per-event path answers
         return None
     return [(201, "")] * len(segment)
 
@@ -462,7 +483,7 @@ def _apply_bulk(segment: list[dict]) -> list[tuple[int, str]] | None:
 def _bulk_rows(run: Run, decisions: dict[str, DecisionIn], outcomes: dict[str, OutcomeIn]) -> list[dict] | None:
     """Each new decision's column values by field name (what `Decision(**fields)` would hold)."""
     count = run.decision_count
-    last_seq = run.decisions.aggregate(last=Max("seq"))["last"]
+    last_seq = _last_seq(run)
     rows = []
     now = timezone.now()
     for payload in decisions.values():
@@ -482,34 +503,97 @@ def _bulk_rows(run: Run, decisions: dict[str, DecisionIn], outcomes: dict[str, O
     return rows
 
 
+def _last_seq(run: Run) -> int | None:
+    """The highest position stored in the run (what `aggregate(Max("seq"))` answers), without compiling it."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    column = quote(Decision._meta.get_field("seq").column)
+    sql = (f"SELECT MAX({column}) FROM {quote(Decision._meta.db_table)} "
+           f"WHERE {quote(Decision._meta.get_field('run').column)} = %s")
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(sql, [run.pk])
+        return cursor.fetchone()[0]
+
+
 def _row_of(decision: Decision) -> dict:
     return {field.attname: getattr(decision, field.attname) for field in Decision._meta.concrete_fields
             if not field.primary_key}
 
 
-def _insert_decisions(rows: list[dict], *, returning_pk: bool = False) -> int | None:
+# Column types whose `get_db_prep_save` hands a value of the field's own Python type to the driver unchanged.
+_AS_IS = frozenset({"CharField", "TextField", "IntegerField", "BigIntegerField", "PositiveIntegerField",
+                    "BooleanField", "ForeignKey"})
+_INSERT_PLANS: dict[str, tuple[str, list]] = {}
+
+
+def _column_writer(field, connection) -> Callable[[Any], Any]:
+    """`field.get_db_prep_save(value, connection)` without the layers that change nothing for the
+    validated values written here (str, int, bool or None): JSON is encoded as `JSONField` does (None is
+    SQL NULL), datetimes go through the field itself."""
+    kind = field.get_internal_type()
+    if kind in _AS_IS:
+        return _same
+    if kind == "JSONField":
+        adapt, encoder = connection.ops.adapt_json_value, field.encoder
+        empty = {dict: adapt({}, encoder), list: adapt([], encoder)}
+
+        def write_json(value):
+            if value is None:
+                return None
+            if not value and type(value) in empty:  # most of a decision's JSON columns: encoded once, not per row
+                return empty[type(value)]
+            return adapt(value, encoder)
+        return write_json
+    prep = field.get_db_prep_save
+    return lambda value: prep(value, connection)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _insert_plan(connection) -> tuple[str, list]:
+    if (plan := _INSERT_PLANS.get(connection.vendor)) is None:
+        fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
+        quote = connection.ops.quote_name
+        sql = (f"INSERT INTO {quote(Decision._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+               f"VALUES ({', '.join(['%s'] * len(fields))})")
+        columns = [(field.attname, _column_writer(field, connection), field.get_default) for field in fields]
+        plan = _INSERT_PLANS[connection.vendor] = (sql, columns)
+    return plan
+
+
+def _insert_decisions(rows: list[dict]) -> None:
     """INSERT the rows with one prepared statement (`executemany`), as the ORM would store them.
 
-    Each value goes through its field's own `get_db_prep_save` (JSON encoding, `Jsonb` on PostgreSQL,
+    Each value is written as its field's `get_db_prep_save` would (JSON encoding, `Jsonb` on PostgreSQL,
     aware datetimes, SQL NULL for None), and an absent field gets its model default, so the stored rows
     read back exactly as if `Decision.objects.bulk_create` had written them, without its SQL building.
     """
     connection = connections[DEFAULT_DB_ALIAS]  # the connection itself, not the per-attribute proxy
-    fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(Decision._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))})")
-    prepare = [(field.attname, field.get_db_prep_save, field.get_default) for field in fields]
-    params = [
-        [prep(row[key], connection) if key in row else prep(default(), connection) for key, prep, default in prepare]
-        for row in rows
-    ]
+    sql, columns = _insert_plan(connection)
     with connection.cursor() as cursor:
-        if returning_pk:  # one row; SQLite >= 3.35 and PostgreSQL both answer RETURNING
-            cursor.execute(f"{sql} RETURNING {quote(Decision._meta.pk.column)}", params[0])
-            return cursor.fetchone()[0]
-        cursor.executemany(sql, params)
-    return None
+        cursor.executemany(sql, [_params(row, columns) for row in rows])
+
+
+def _insert_new_decision(row: dict) -> tuple[int, bool] | None:
+    """INSERT one decision as `_insert_decisions` does, unless the run has one with its id already:
+    (its pk, whether a decision after its position is stored), or None when it was there. One statement
+    (ON CONFLICT DO NOTHING ... RETURNING, SQLite >= 3.35 and PostgreSQL) where a lookup first took two.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    sql, columns = _insert_plan(connection)
+    quote = connection.ops.quote_name
+    owner, position = (quote(Decision._meta.get_field(name).column) for name in ("run", "seq"))
+    later = f"EXISTS(SELECT 1 FROM {quote(Decision._meta.db_table)} WHERE {owner} = %s AND {position} > %s)"
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} ON CONFLICT DO NOTHING RETURNING {quote(Decision._meta.pk.column)}, {later}",
+                       [*_params(row, columns), row["run_id"], row["seq"]])
+        found = cursor.fetchone()
+    return None if found is None else (found[0], bool(found[1]))
+
+
+def _params(row: dict, columns: list) -> list:
+    return [write(row[key]) if key in row else write(default()) for key, write, default in columns]
 
 
 def _bulk_counters(run: Run, rows: list[dict]) -> tuple[list[str], int, int, int, int, int]:

@@ -8,9 +8,11 @@ dropped: the dashboard recomputes them.
 """
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
+import pydantic_core
 from ninja import Schema
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
 
@@ -215,6 +217,64 @@ class RunFileIn(RunStartIn):
     decisions: list[DecisionIn] = Field(default_factory=list)
     problems: list[ProblemIn] = Field(default_factory=list)
     metrics: MetricsIn = Field(default_factory=MetricsIn)
+
+
+# --- whole-body checks, for batches ----------------------------------------------------------------
+
+# Digits as 0 and E as e (and "+" dropped): numbers too large for a float show as fixed substrings.
+_NUMBER_SHAPE = bytes.maketrans(b"123456789E", b"000000000e")
+
+
+# Read backwards (the bytes reversed, so the search starts from a fixed substring): a three-digit exponent
+# ("e000" in the shape) whose number starts where JSON puts a value, after `:`, `,`, `[` or whitespace.
+# Elsewhere it is text, like the "2e869" of a hex run id.
+_BIG_EXPONENT_REVERSED = re.compile(rb"000e[0.]*-?(?:[:,\[\s]|$)")
+
+
+def _may_overflow(shape: bytes) -> bool:
+    """A number in the JSON (shaped by _NUMBER_SHAPE) that could be too large for a float: only a
+    three-digit exponent or 200 digits in a row go past 1e299."""
+    return b"0" * 200 in shape or _BIG_EXPONENT_REVERSED.search(shape[::-1]) is not None
+
+
+def storable_json(body: bytes) -> Any:
+    """`body` parsed, when it provably holds nothing the storable-text/JSON validators refuse; else ValueError.
+
+    The parser (pydantic-core's, as exact as `json.loads`) refuses lone surrogates and NaN / Infinity
+    itself; a NUL byte can only come from the escape \\u0000 and an infinite float only from a number
+    `_may_overflow` finds, so both are ruled out on the bytes (inside a string they only cost the per-field
+    checks). What this returns may be validated with `unchecked_many`. On ValueError, parse the body as
+    usual: the per-field validators then name the bad field.
+    """
+    if b"\\u0000" in body or _may_overflow(body.translate(_NUMBER_SHAPE, b"+")):
+        raise ValueError("may hold a NUL byte or a non-finite number")
+    return pydantic_core.from_json(body, allow_inf_nan=False)
+
+
+_STORABLE_CHECKS = {"_storable_text", "_storable_json", "_storable_extras", "_storable_evaluation"}
+_UNCHECKED: dict[type, pydantic_core.SchemaValidator] = {}
+
+
+def _without_storable_checks(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_without_storable_checks(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("type") == "function-after" and schema["function"]["function"].__name__ in _STORABLE_CHECKS:
+        inner = _without_storable_checks(schema["schema"])
+        return {**inner, "ref": schema["ref"]} if "ref" in schema and "ref" not in inner else inner
+    return {key: _without_storable_checks(value) for key, value in schema.items()}
+
+
+def unchecked_many(schema: type[BaseModel], items: list) -> list:
+    """`[schema.model_validate(item) for item in items]` in one call, without the storable-text/JSON
+    validators: only for items parsed by `storable_json`, which already rules out what they refuse.
+    Raises pydantic's ValidationError as model_validate would (its messages are not the per-field ones:
+    on an error, validate item by item)."""
+    if (validator := _UNCHECKED.get(schema)) is None:
+        core = _without_storable_checks(schema.__pydantic_core_schema__)
+        validator = _UNCHECKED[schema] = pydantic_core.SchemaValidator({"type": "list", "items_schema": core})
+    return validator.validate_python(items)
 
 
 # --- answers ---------------------------------------------------------------------------------------

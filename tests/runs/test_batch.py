@@ -79,3 +79,82 @@ def test_batch_over_the_event_limit_is_refused_with_the_limit(api_client, settin
 def test_batch_without_an_events_array_answers_422(api_client):
     response = api_client.post("/api/v1/batch", json.dumps({"event": []}), content_type="application/json")
     assert response.status_code == 422 and "events" in response.json()["detail"]
+
+
+# --- the batch's fast path: the whole body checked at once, bodies validated in one call --------------
+
+SDK_LIKE = [{"type": "run_start", "run_id": "run_b", "body": RUN}]
+for _n in range(4):
+    SDK_LIKE += [{"type": "decision", "run_id": "run_b", "decision_id": f"dec_{_n}", "body": decision(_n, index=_n)},
+                 {"type": "outcome", "run_id": "run_b", "decision_id": f"dec_{_n}",
+                  "body": {"success": True, "result": {"n": _n}}}]
+
+
+def send_raw(client, text):
+    return client.post("/api/v1/batch", text, content_type="application/json")
+
+
+def with_hostile(fragment: str, where: str) -> str:
+    """The SDK-like batch as JSON text, with dec_2's `where` (a JSON-object field) set to `fragment`."""
+    events = json.loads(json.dumps(SDK_LIKE))
+    events[5]["body"][where] = {"marker": 2}
+    return json.dumps({"events": events}).replace(json.dumps({"marker": 2}), fragment)
+
+
+HOSTILE = {
+    "NUL in a JSON string": ('{"k": "a\\u0000b"}', "input_context", "NUL byte"),
+    "lone surrogate in a JSON string": ('{"k": "\\udfff"}', "input_context", "lone surrogate"),
+    "NaN": ('{"k": NaN}', "input_context", "non-finite"),
+    "a number too large for a float": ('{"k": 1e400}', "input_context", "non-finite"),
+    "an overflowing exponent after whitespace": ('{"k":\n -2.5E+0400}', "input_context", "non-finite"),
+    "a long run of digits that overflows": ('{"k": ' + "9" * 400 + '.0}', "input_context", "non-finite"),
+    "NUL in an extra field": ('"x\\u0000"', "custom", "NUL byte"),
+}
+
+
+def test_a_batch_with_an_unstorable_value_stores_the_rest_and_names_the_field(api_client):
+    for name, (fragment, where, words) in HOSTILE.items():
+        Run.objects.all().delete()
+        response = send_raw(api_client, with_hostile(fragment, where))
+        assert response.status_code == 207, name
+        answer = response.json()
+        assert [(e["index"], e["status"]) for e in answer["errors"]] == [(5, 422), (6, 404)], (name, answer)
+        detail = answer["errors"][0]["detail"]
+        assert where in detail and words in detail, (name, detail)
+        stored = set(Decision.objects.values_list("decision_id", flat=True))
+        assert stored == {"dec_0", "dec_1", "dec_3"}, name
+
+
+def test_escaped_emoji_and_large_finite_numbers_are_stored_as_sent(api_client):
+    """Surrogate *pairs* (json.dumps escapes every emoji so) and big but finite numbers are fine."""
+    events = json.loads(json.dumps(SDK_LIKE))
+    events[1]["body"]["intent"] = "find the 🧭 and the 🚀"
+    events[1]["body"]["input_context"] = {"big": 1.5e99, "tiny": 1e-300, "int": 10**60}
+    response = send_raw(api_client, json.dumps({"events": events}))  # ensure_ascii: \ud83e\udded ...
+    assert response.status_code == 207 and response.json()["errors"] == []
+    stored = Decision.objects.get(decision_id="dec_0")
+    assert stored.intent == "find the 🧭 and the 🚀"
+    context = stored.input_context  # PostgreSQL's jsonb gives 1.5e99 back as an integer: compare values
+    assert float(context["big"]) == 1.5e99 and context["tiny"] == 1e-300 and context["int"] == 10**60
+
+
+def test_a_batch_stores_the_columns_the_orm_would(api_client):
+    """Byte for byte at the driver: the batch INSERT writes what Decision.objects.create writes."""
+    from django.db import connection
+
+    events = json.loads(json.dumps(SDK_LIKE))
+    events[1]["body"].update(reasoning="Ünïcode «x»", input_context={"deep": [1, 2.5, None, True, {"é": "ü"}]},
+                             evaluation=None, extra_key={"kept": [1]})
+    assert send(api_client, events).json()["errors"] == []
+    batch = Decision.objects.get(decision_id="dec_0")
+    copy = Decision.objects.get(pk=batch.pk)
+    copy.pk, copy.decision_id = None, "orm_copy"
+    copy.save()
+
+    def raw(decision_id):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM runs_decision WHERE decision_id = %s", [decision_id])
+            names = [column[0] for column in cursor.description]
+            return {name: value for name, value in zip(names, cursor.fetchone()) if name not in ("id", "decision_id")}
+
+    assert raw("dec_0") == raw("orm_copy")
