@@ -146,7 +146,8 @@ def end_run(run_id: str, data: Any) -> tuple[Run, bool]:
         for name, value in fields.items():
             setattr(run, name, value)
         run.extra = {**run.extra, **payload.extras()}
-        run.save(update_fields=[*fields, "extra", "updated_at"])
+        with rollups.refolding(run):  # its place in index order is final now: its decisions join the groups
+            run.save(update_fields=[*fields, "extra", "updated_at"])
         return run, True
 
 
@@ -250,6 +251,7 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
             decision._state.adding = False
             ok, bad, tokens, latency = _outcome_contribution(decision)
             _add_decisions_to_run(run, _nodes_after_insert(run, decision, later=later), 1, ok, bad, tokens, latency)
+            rollups.fold_new_decisions(run, [decision.decision_id])
         if payload.outcome is not None and not created:
             _apply_outcome(run, decision, payload.outcome)
         return decision, created
@@ -276,7 +278,8 @@ def _apply_outcome(run: Run, decision: Decision, payload: OutcomeIn) -> bool:
     before = _outcome_contribution(decision)
     for name, value in fields.items():
         setattr(decision, name, value)
-    decision.save(update_fields=list(fields))
+    with rollups.refolding(run):  # only an ended run's groups change, and only in this rare case
+        decision.save(update_fields=list(fields))
     after = _outcome_contribution(decision)
     delta = [new - old for new, old in zip(after, before)]
     _bump_run(
@@ -454,6 +457,7 @@ def _apply_bulk(segment: list[dict]) -> list[tuple[int, str]] | None:
                 return None
             _insert_decisions(rows)
             _add_decisions_to_run(run, *_bulk_counters(run, rows))
+            rollups.fold_new_decisions(run, list(decisions))
     except IntegrityError:  # a concurrent writer stored one of them first: let the per-event path sort it out
         return None
     return [(201, "")] * len(segment)
@@ -576,10 +580,11 @@ def import_run(data: Any, *, end_seq: int | None = None) -> tuple[Run, bool]:
             end_seq=end_seq if end_seq is not None else next_end_seq(),
         )
         rollups.record_status_change(run.goal_id, run.started_at, None, run.status)
-        Decision.objects.bulk_create(
-            [_imported_decision(run, seq, decision) for seq, decision in enumerate(payload.decisions)],
-            batch_size=500,
-        )
+        with rollups.refolding(run):  # imported runs have their place in index order: they join the groups
+            Decision.objects.bulk_create(
+                [_imported_decision(run, seq, decision) for seq, decision in enumerate(payload.decisions)],
+                batch_size=500,
+            )
         Problem.objects.bulk_create(
             [
                 Problem(run=run, problem_id=problem.id, seq=seq, timestamp=problem.timestamp or run.started_at,

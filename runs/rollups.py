@@ -11,6 +11,8 @@ migration that creates the table); tests compare the two.
 The day is the run's `started_at` as a UTC date, the same day `Cast(started_at, DateField())` gives.
 """
 
+import hashlib
+from contextlib import contextmanager
 from datetime import date, datetime
 from datetime import timezone as dt_timezone
 
@@ -77,21 +79,205 @@ def stored(goal_day_model) -> dict[tuple[str, date], tuple[int, int, int, int]]:
     }
 
 
-def rebuild(run_model=None, goal_day_model=None) -> int:
-    """Replace the rollup with a recount of the runs, holding writers off meanwhile; the number of rows."""
-    if run_model is None:
-        from .models import GoalDay, Run
+def rebuild_goal_days(run_model, goal_day_model) -> int:
+    """Replace the day rollup with a recount of the runs; the number of rows. The caller holds writers off."""
+    goal_day_model.objects.all().delete()
+    counts = recount(run_model)
+    goal_day_model.objects.bulk_create(
+        [goal_day_model(goal_id=goal_id, day=day, **dict(zip(COLUMNS, values)))
+         for (goal_id, day), values in counts.items()],
+        batch_size=1000,
+    )
+    return len(counts)
 
-        run_model, goal_day_model = Run, GoalDay
+
+def rebuild() -> dict[str, int]:
+    """Recompute both rollups from the rows, holding writers off meanwhile; the number of rows of each."""
+    from .models import GoalDay, PatternGroup, Run
+
     with transaction.atomic():
         if connection.vendor == "postgresql":  # writers wait; readers go on
             with connection.cursor() as cursor:
-                cursor.execute(f"LOCK TABLE {connection.ops.quote_name(run_model._meta.db_table)} IN SHARE MODE")
-        goal_day_model.objects.all().delete()
-        counts = recount(run_model)
-        goal_day_model.objects.bulk_create(
-            [goal_day_model(goal_id=goal_id, day=day, **dict(zip(COLUMNS, values)))
-             for (goal_id, day), values in counts.items()],
-            batch_size=1000,
-        )
-    return len(counts)
+                cursor.execute(f"LOCK TABLE {connection.ops.quote_name(Run._meta.db_table)} IN SHARE MODE")
+        return {"goal_days": rebuild_goal_days(Run, GoalDay), "pattern_groups": rebuild_patterns(Run, PatternGroup)}
+
+
+# --- per-goal pattern groups (`PatternGroup`) ------------------------------------------------------------
+#
+# The groups `queries.goal_aggregates` counts (errors, nodes, decision types, choices), per goal, over the
+# runs that have a place in index order (`end_seq`): each with its counts and its first-seen key
+# (end_seq, run pk, seq), the position of its first decision in index order. A run is folded in once it has
+# that place (`refolding` around end_run and import) and `Run.pattern_folded` says so; runs not folded yet
+# (running ones) are grouped live at read time, and keys merge both, so the order is exact either way.
+#
+# Adding decisions only adds counts and can only lower a key (MIN). Taking some away (an outcome replaced on
+# a folded run, a run whose place moves, a deleted run) subtracts their counts; a group whose key pointed
+# at one of them keeps that key as a lower bound, marked `stale`, and `repair_first_seen` finds the true key by
+# walking the goal's runs in index order from that bound, in growing chunks, before the transaction ends.
+
+FOLDED_KINDS = ("error", "node", "type", "choice")
+_RANK_BITS = 4294967296  # 2**32: a group's first decision ranks as run rank * 2**32 + seq
+
+
+def _table(model_name: str) -> str:
+    from django.apps import apps
+
+    return connection.ops.quote_name(apps.get_model("runs", model_name)._meta.db_table)
+
+
+def groups_query(run_where: str, run_params: list, decision_where: str = "1 = 1",
+                 decision_params: list | None = None) -> tuple[str, list]:
+    """SQL and parameters for one row per (goal, group) over the decisions (`decision_where`, alias d) of
+    the runs `run_where` selects: goal_id, kind, key, detail, total, failed, then the first-seen key
+    end_seq, run pk, seq. Runs rank in index order with ROW_NUMBER, so one row per group leaves the database."""
+    from framework.builder.heuristics import INTENT_KEY_LENGTH
+
+    dp = list(decision_params or [])
+    label = "COALESCE(NULLIF(d.outcome_error, ''), 'Unknown error')"
+    intent = f"SUBSTR(d.intent, 1, {INTENT_KEY_LENGTH})"
+    first = f"MIN(r.rnk * {_RANK_BITS} + d.seq)"
+    joined = f"FROM {_table('Decision')} d JOIN ranked r ON r.id = d.run_id WHERE ({decision_where})"
+    sql = (
+        f"WITH ranked AS (SELECT id, goal_id, end_seq, ROW_NUMBER() OVER (ORDER BY CASE WHEN end_seq IS NULL "
+        f"THEN 1 ELSE 0 END, end_seq, id) AS rnk FROM {_table('Run')} WHERE {run_where}), "
+        "grouped AS ("
+        f"SELECT r.goal_id, 'error' AS kind, {label} AS k, '' AS detail, COUNT(*) AS total, 0 AS failed, "
+        f"{first} AS fs {joined} AND d.outcome_success = %s GROUP BY r.goal_id, {label} "
+        f"UNION ALL SELECT r.goal_id, 'node', d.node_id, '', COUNT(*), "
+        f"SUM(CASE WHEN d.outcome_success = %s THEN 0 ELSE 1 END), {first} {joined} GROUP BY r.goal_id, d.node_id "
+        f"UNION ALL SELECT r.goal_id, 'type', d.decision_type, '', COUNT(*), 0, {first} {joined} "
+        "GROUP BY r.goal_id, d.decision_type "
+        f"UNION ALL SELECT r.goal_id, 'choice', {intent}, d.chosen_description, COUNT(*), 0, {first} {joined} "
+        f"AND d.chosen_description IS NOT NULL GROUP BY r.goal_id, {intent}, d.chosen_description) "
+        f"SELECT g.goal_id, g.kind, g.k, g.detail, g.total, g.failed, r.end_seq, r.id, g.fs %% {_RANK_BITS} "
+        f"FROM grouped g JOIN ranked r ON r.rnk = g.fs / {_RANK_BITS}"
+    )
+    return sql, [*run_params, *dp, False, True, *dp, *dp, *dp]
+
+
+def _digest(kind: str, key: str, detail: str) -> str:
+    """The group's identity in the unique constraint: its texts can be longer than an index entry may be."""
+    return hashlib.sha256(f"{kind}\0{key}\0{detail}".encode()).hexdigest()
+
+
+def _rows(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _contributions(run, decision_ids: list[str] | None) -> list[tuple]:
+    """What `run`'s decisions (or only `decision_ids`) add to its goal's groups, with their first-seen keys."""
+    if decision_ids is None:
+        return _rows(*groups_query("id = %s", [run.pk]))
+    marks = ", ".join(["%s"] * len(decision_ids))
+    return _rows(*groups_query("id = %s", [run.pk], f"d.decision_id IN ({marks})", list(decision_ids)))
+
+
+def _add(rows: list[tuple]) -> None:
+    """Add groups' counts; a key only moves down (an earlier first decision)."""
+    table = _table("PatternGroup")
+    key, excluded = (f"({table}.first_end_seq, {table}.first_run, {table}.first_seq)",
+                     "(excluded.first_end_seq, excluded.first_run, excluded.first_seq)")
+    firsts = ", ".join(f"{c} = CASE WHEN {excluded} < {key} THEN excluded.{c} ELSE {table}.{c} END"
+                       for c in ("first_end_seq", "first_run", "first_seq"))
+    sql = (f"INSERT INTO {table} (goal_id, digest, kind, key, detail, total, failed, first_end_seq, first_run, "
+           "first_seq, stale) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (goal_id, digest) "
+           f"DO UPDATE SET total = {table}.total + excluded.total, failed = {table}.failed + excluded.failed, {firsts}")
+    params = sorted(((goal, _digest(kind, k, detail), kind, k, detail, total, failed, end_seq, run, seq, False)
+                     for goal, kind, k, detail, total, failed, end_seq, run, seq in rows),
+                    key=lambda row: row[:2])  # one lock order for every writer
+    if params:
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+
+
+def _subtract(rows: list[tuple]) -> None:
+    """Take groups' counts away; a group whose key was one of these decisions keeps it only as a lower bound."""
+    table = _table("PatternGroup")
+    sql = (f"UPDATE {table} SET total = total - %s, failed = failed - %s, stale = (stale OR (first_end_seq = %s "
+           "AND first_run = %s AND first_seq = %s)) WHERE goal_id = %s AND digest = %s")
+    params = sorted(((total, failed, end_seq, run, seq, goal, _digest(kind, k, detail))
+                     for goal, kind, k, detail, total, failed, end_seq, run, seq in rows),
+                    key=lambda row: row[-2:])  # the order `_add` locks rows in
+    if params:
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+            cursor.execute(f"DELETE FROM {table} WHERE goal_id = %s AND total <= 0", [rows[0][0]])
+
+
+REPAIR_CHUNK = 64  # runs in the first chunk a repair groups; each next chunk is twice as large
+
+
+def repair_first_seen(goal_id: str) -> None:
+    """Give each stale group of the goal its true first-seen key, walking the goal's folded runs in index
+    order from the lowest bound: the first chunk that holds one of a group's decisions holds its first."""
+    table = _table("PatternGroup")
+    stale = {digest: (end_seq, run) for digest, end_seq, run in _rows(
+        f"SELECT digest, first_end_seq, first_run FROM {table} WHERE goal_id = %s AND stale", [goal_id])}
+    start, size = min(stale.values(), default=None), REPAIR_CHUNK
+    while stale:
+        chunk = _rows(
+            f"SELECT id, end_seq FROM {_table('Run')} WHERE goal_id = %s AND pattern_folded AND "
+            "(end_seq, id) >= (%s, %s) ORDER BY end_seq, id LIMIT %s", [goal_id, *start, size])
+        if not chunk:  # the groups count decisions no folded run holds (rows edited by hand): start over
+            _refold_goal(goal_id)
+            return
+        marks = ", ".join(["%s"] * len(chunk))
+        found = []
+        for _goal, kind, k, detail, _total, _failed, end_seq, run, seq in _rows(
+                *groups_query(f"id IN ({marks})", [pk for pk, _ in chunk])):
+            if stale.pop(digest := _digest(kind, k, detail), None) is not None:
+                found.append((end_seq, run, seq, goal_id, digest))
+        with connection.cursor() as cursor:
+            cursor.executemany(f"UPDATE {table} SET first_end_seq = %s, first_run = %s, first_seq = %s, "
+                               "stale = FALSE WHERE goal_id = %s AND digest = %s", sorted(found))
+        last_pk, last_end_seq = chunk[-1]
+        start, size = (last_end_seq, last_pk + 1), size * 2
+
+
+@contextmanager
+def refolding(run):
+    """Around a write to `run` that changes what its decisions add to the pattern groups (its end, an
+    import, an outcome replaced on a folded run): its old contribution goes out before and the new one
+    comes in after, in the caller's transaction. A run with no place in index order yet costs nothing."""
+    folded = run.pattern_folded
+    if folded:
+        _subtract(_contributions(run, None))
+    yield
+    if run.end_seq is None:
+        return
+    _add(_contributions(run, None))
+    if folded:
+        repair_first_seen(run.goal_id)
+    else:
+        type(run).objects.filter(pk=run.pk).update(pattern_folded=True)
+        run.pattern_folded = True
+
+
+def fold_new_decisions(run, decision_ids: list[str]) -> None:
+    """New decisions of a folded run (reported after its end) only add: no subtraction, no repair."""
+    if run.pattern_folded:
+        _add(_contributions(run, decision_ids))
+
+
+def unfold_deleted(run) -> None:
+    """Before `run` is deleted (while its decisions are still there): take its contribution away."""
+    if run.pattern_folded:
+        _subtract(_contributions(run, None))
+
+
+def _refold_goal(goal_id: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {_table('PatternGroup')} WHERE goal_id = %s", [goal_id])
+    _add(_rows(*groups_query("goal_id = %s AND pattern_folded", [goal_id])))
+
+
+def rebuild_patterns(run_model, group_model) -> int:
+    """Refold every run with a place in index order from scratch; the number of groups. The caller holds
+    writers off (see `rebuild`)."""
+    group_model.objects.all().delete()
+    run_model.objects.update(pattern_folded=Q(end_seq__isnull=False))
+    rows = _rows(*groups_query("pattern_folded", []))
+    _add(rows)
+    return len(rows)
