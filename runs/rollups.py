@@ -1,12 +1,16 @@
-"""Per-goal, per-day run counts by status (`GoalDay`), so the goals overview and the goal page's chart read
-O(goals x days) rows instead of every run.
+"""Per-goal rollups, kept exact by every write so that pages and answers read O(goals) rows, not every run:
+
+- `GoalDay`: runs per goal and UTC day, by status (the goals overview, the goal page's chart);
+- `PatternGroup`: a goal's pattern groups with their first-seen keys (the patterns and suggestions answers),
+  in the second half of this module.
 
 Every write that creates a run or changes its status (runs/ingest.py) calls `record_status_change` inside
 the same transaction as the run write; every delete, however it is made (retention purge, admin, shell),
-reaches it through the `post_delete` receiver in runs/models.py. Each call is one portable upsert that adds the change to the (goal, day) row (`INSERT ... ON CONFLICT (goal_id, day) DO
-UPDATE SET runs = runs + excluded.runs, ...`, SQLite >= 3.24 and PostgreSQL), so concurrent writers never
-lose an increment. `rebuild` recomputes the whole table from the runs (`manage.py rebuild_rollups`, and the
-migration that creates the table); tests compare the two.
+reaches it through the `post_delete` receiver in runs/models.py. Each call is one portable upsert that adds
+the change to the (goal, day) row (`INSERT ... ON CONFLICT (goal_id, day) DO UPDATE SET runs = runs +
+excluded.runs, ...`, SQLite >= 3.24 and PostgreSQL), so concurrent writers never lose an increment.
+`rebuild` recomputes both tables from the rows (`manage.py rebuild_rollups`; the migrations that create
+them call the half each needs); tests compare the two.
 
 The day is the run's `started_at` as a UTC date, the same day `Cast(started_at, DateField())` gives.
 """
