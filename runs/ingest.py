@@ -143,10 +143,10 @@ def end_run(run_id: str, data: Any) -> tuple[Run, bool]:
         fields.setdefault("completed_at", timezone.now())
         fields["end_seq"] = next_end_seq()
         rollups.record_status_change(run.goal_id, run.started_at, run.status, fields["status"])
-        for name, value in fields.items():
-            setattr(run, name, value)
-        run.extra = {**run.extra, **payload.extras()}
         with rollups.refolding(run):  # its place in index order is final now: its decisions join the groups
+            for name, value in fields.items():
+                setattr(run, name, value)
+            run.extra = {**run.extra, **payload.extras()}
             run.save(update_fields=[*fields, "extra", "updated_at"])
         return run, True
 
@@ -580,11 +580,11 @@ def import_run(data: Any, *, end_seq: int | None = None) -> tuple[Run, bool]:
             end_seq=end_seq if end_seq is not None else next_end_seq(),
         )
         rollups.record_status_change(run.goal_id, run.started_at, None, run.status)
-        with rollups.refolding(run):  # imported runs have their place in index order: they join the groups
-            Decision.objects.bulk_create(
-                [_imported_decision(run, seq, decision) for seq, decision in enumerate(payload.decisions)],
-                batch_size=500,
-            )
+        Decision.objects.bulk_create(
+            [_imported_decision(run, seq, decision) for seq, decision in enumerate(payload.decisions)],
+            batch_size=500,
+        )
+        rollups.fold_new_decisions(run)  # imported runs have their place in index order: they join the groups
         Problem.objects.bulk_create(
             [
                 Problem(run=run, problem_id=problem.id, seq=seq, timestamp=problem.timestamp or run.started_at,

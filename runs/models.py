@@ -62,9 +62,6 @@ class Run(models.Model):
     # Index order: set when the run ends (or is imported, in the order of the original's indexes), so it
     # can differ from completed_at order. Concurrent ends may share a value; pk breaks the tie.
     end_seq = models.BigIntegerField(null=True, blank=True, editable=False)
-    # Its decisions are counted in its goal's `PatternGroup` rows (runs/rollups.py); the others (running
-    # runs, rows loaded by raw SQL) are grouped at read time. A database default, so raw inserts read False.
-    pattern_folded = models.BooleanField(default=False, db_default=False, editable=False)
     narrative = models.TextField(blank=True, default="")
     input_data = models.JSONField(default=dict, blank=True)
     output_data = models.JSONField(default=dict, blank=True)
@@ -96,8 +93,6 @@ class Run(models.Model):
             models.Index(fields=["goal_id", "end_seq"], name="run_goal_end_seq_idx"),
             # The goals overview's per-goal counts and trends read only this index.
             models.Index(fields=["goal_id", "status", "started_at"], name="run_goal_status_started_idx"),
-            # The few runs of a goal that the patterns answer groups at read time.
-            models.Index(fields=["goal_id"], condition=Q(pattern_folded=False), name="run_goal_unfolded_idx"),
         ]
 
     def __str__(self) -> str:
@@ -186,7 +181,7 @@ class GoalDay(models.Model):
 
 class PatternGroup(models.Model):
     """One group a goal's patterns answer counts (an error label, a node, a decision type, or an intent's
-    chosen option) over the goal's folded runs, with the position of its first decision in index order
+    chosen option) over the goal's runs that have a place in index order (`end_seq`), with the position of its first decision in index order
     (end_seq, run pk, seq). Kept by `runs/rollups.py` on every write that changes it; `manage.py
     rebuild_rollups` recomputes it."""
 

@@ -47,10 +47,10 @@ def goal_aggregates(goal_id: str) -> dict[str, Any]:
     """The keyword arguments of `heuristics.pattern_analysis` (all but goal_id) for one goal's runs.
 
     One statement, so one snapshot: the goal's pattern groups over its folded runs (runs/rollups.py), the
-    same groups computed live over its runs not folded yet (running ones: few), and its run counts from
+    same groups computed live over its runs not folded yet (running ones: few; index run_goal_end_seq_idx), and its run counts from
     the day rollup. Each group's counts add up, and the lower first-seen key orders it.
     """
-    live_sql, live_params = rollups.groups_query("goal_id = %s AND NOT pattern_folded", [goal_id])
+    live_sql, live_params = rollups.groups_query("goal_id = %s AND end_seq IS NULL", [goal_id])
     sql = (
         f"{live_sql} UNION ALL SELECT goal_id, kind, key, detail, total, failed, first_end_seq, first_run, first_seq "
         f"FROM {GROUPS} WHERE goal_id = %s UNION ALL SELECT goal_id, 'runs', '', '', SUM(runs), SUM(completed), "

@@ -110,16 +110,19 @@ def rebuild() -> dict[str, int]:
 #
 # The groups `queries.goal_aggregates` counts (errors, nodes, decision types, choices), per goal, over the
 # runs that have a place in index order (`end_seq`): each with its counts and its first-seen key
-# (end_seq, run pk, seq), the position of its first decision in index order. A run is folded in once it has
-# that place (`refolding` around end_run and import) and `Run.pattern_folded` says so; runs not folded yet
-# (running ones) are grouped live at read time, and keys merge both, so the order is exact either way.
+# (end_seq, run pk, seq), the position of its first decision in index order. A run is folded in when it gets
+# that place (end_run, import), in the same transaction, so "folded" is "has an end_seq"; runs without one
+# (running runs) are grouped live at read time, and keys merge both, so the order is exact either way.
+# Rows loaded by other means (raw SQL) need `rebuild`, as for the day counts.
 #
-# Adding decisions only adds counts and can only lower a key (MIN). Taking some away (an outcome replaced on
-# a folded run, a run whose place moves, a deleted run) subtracts their counts; a group whose key pointed
-# at one of them keeps that key as a lower bound, marked `stale`, and `repair_first_seen` finds the true key by
-# walking the goal's runs in index order from that bound, in growing chunks, before the transaction ends.
+# Adding decisions only adds counts and can only lower a key (MIN). Taking some away (an outcome replaced
+# on a folded run, a run whose place moves, a deleted run) subtracts their counts; a group whose key pointed
+# at one of them keeps that key as a lower bound, marked `stale`, and `repair_first_seen` finds the true
+# key by walking the goal's runs in index order from that bound, in growing chunks, before the transaction
+# ends. Writers lock a goal's rows in digest order, so run ends and imports queue behind each other; a late
+# write to a folded run locks in two passes (out, then in), so it can rarely deadlock with one of them and
+# be refused by PostgreSQL, like any conflicting write, for the sender to retry.
 
-FOLDED_KINDS = ("error", "node", "type", "choice")
 _RANK_BITS = 4294967296  # 2**32: a group's first decision ranks as run rank * 2**32 + seq
 
 
@@ -133,30 +136,30 @@ def groups_query(run_where: str, run_params: list, decision_where: str = "1 = 1"
                  decision_params: list | None = None) -> tuple[str, list]:
     """SQL and parameters for one row per (goal, group) over the decisions (`decision_where`, alias d) of
     the runs `run_where` selects: goal_id, kind, key, detail, total, failed, then the first-seen key
-    end_seq, run pk, seq. Runs rank in index order with ROW_NUMBER, so one row per group leaves the database."""
+    end_seq, run pk, seq. Runs rank in index order with ROW_NUMBER and the decisions are read once
+    (`picked`, used by the four GROUP BYs), so one row per group leaves the database."""
     from framework.builder.heuristics import INTENT_KEY_LENGTH
 
-    dp = list(decision_params or [])
-    label = "COALESCE(NULLIF(d.outcome_error, ''), 'Unknown error')"
-    intent = f"SUBSTR(d.intent, 1, {INTENT_KEY_LENGTH})"
-    first = f"MIN(r.rnk * {_RANK_BITS} + d.seq)"
-    joined = f"FROM {_table('Decision')} d JOIN ranked r ON r.id = d.run_id WHERE ({decision_where})"
     sql = (
         f"WITH ranked AS (SELECT id, goal_id, end_seq, ROW_NUMBER() OVER (ORDER BY CASE WHEN end_seq IS NULL "
         f"THEN 1 ELSE 0 END, end_seq, id) AS rnk FROM {_table('Run')} WHERE {run_where}), "
+        f"picked AS (SELECT r.goal_id, r.rnk * {_RANK_BITS} + d.seq AS pos, d.outcome_success AS ok, "
+        "COALESCE(NULLIF(d.outcome_error, ''), 'Unknown error') AS label, d.node_id, d.decision_type, "
+        f"SUBSTR(d.intent, 1, {INTENT_KEY_LENGTH}) AS intent_key, d.chosen_description "
+        f"FROM {_table('Decision')} d JOIN ranked r ON r.id = d.run_id WHERE {decision_where}), "
         "grouped AS ("
-        f"SELECT r.goal_id, 'error' AS kind, {label} AS k, '' AS detail, COUNT(*) AS total, 0 AS failed, "
-        f"{first} AS fs {joined} AND d.outcome_success = %s GROUP BY r.goal_id, {label} "
-        f"UNION ALL SELECT r.goal_id, 'node', d.node_id, '', COUNT(*), "
-        f"SUM(CASE WHEN d.outcome_success = %s THEN 0 ELSE 1 END), {first} {joined} GROUP BY r.goal_id, d.node_id "
-        f"UNION ALL SELECT r.goal_id, 'type', d.decision_type, '', COUNT(*), 0, {first} {joined} "
-        "GROUP BY r.goal_id, d.decision_type "
-        f"UNION ALL SELECT r.goal_id, 'choice', {intent}, d.chosen_description, COUNT(*), 0, {first} {joined} "
-        f"AND d.chosen_description IS NOT NULL GROUP BY r.goal_id, {intent}, d.chosen_description) "
+        "SELECT goal_id, 'error' AS kind, label AS k, '' AS detail, COUNT(*) AS total, 0 AS failed, MIN(pos) AS fs "
+        "FROM picked WHERE ok = %s GROUP BY goal_id, label "
+        "UNION ALL SELECT goal_id, 'node', node_id, '', COUNT(*), SUM(CASE WHEN ok = %s THEN 0 ELSE 1 END), "
+        "MIN(pos) FROM picked GROUP BY goal_id, node_id "
+        "UNION ALL SELECT goal_id, 'type', decision_type, '', COUNT(*), 0, MIN(pos) FROM picked "
+        "GROUP BY goal_id, decision_type "
+        "UNION ALL SELECT goal_id, 'choice', intent_key, chosen_description, COUNT(*), 0, MIN(pos) FROM picked "
+        "WHERE chosen_description IS NOT NULL GROUP BY goal_id, intent_key, chosen_description) "
         f"SELECT g.goal_id, g.kind, g.k, g.detail, g.total, g.failed, r.end_seq, r.id, g.fs %% {_RANK_BITS} "
         f"FROM grouped g JOIN ranked r ON r.rnk = g.fs / {_RANK_BITS}"
     )
-    return sql, [*run_params, *dp, False, True, *dp, *dp, *dp]
+    return sql, [*run_params, *(decision_params or []), False, True]
 
 
 def _digest(kind: str, key: str, detail: str) -> str:
@@ -222,8 +225,8 @@ def repair_first_seen(goal_id: str) -> None:
     start, size = min(stale.values(), default=None), REPAIR_CHUNK
     while stale:
         chunk = _rows(
-            f"SELECT id, end_seq FROM {_table('Run')} WHERE goal_id = %s AND pattern_folded AND "
-            "(end_seq, id) >= (%s, %s) ORDER BY end_seq, id LIMIT %s", [goal_id, *start, size])
+            f"SELECT id, end_seq FROM {_table('Run')} WHERE goal_id = %s AND end_seq >= %s "
+            "AND (end_seq, id) >= (%s, %s) ORDER BY end_seq, id LIMIT %s", [goal_id, start[0], *start, size])
         if not chunk:  # the groups count decisions no folded run holds (rows edited by hand): start over
             _refold_goal(goal_id)
             return
@@ -242,46 +245,42 @@ def repair_first_seen(goal_id: str) -> None:
 
 @contextmanager
 def refolding(run):
-    """Around a write to `run` that changes what its decisions add to the pattern groups (its end, an
-    import, an outcome replaced on a folded run): its old contribution goes out before and the new one
-    comes in after, in the caller's transaction. A run with no place in index order yet costs nothing."""
-    folded = run.pattern_folded
+    """Around a write to `run` that changes what its decisions add to the pattern groups or where they
+    stand (its end, an outcome replaced on an ended run): a folded run's old contribution goes out before
+    and the new one comes in after, in the caller's transaction. A run with no place in index order before
+    or after costs nothing."""
+    folded = run.end_seq is not None
     if folded:
         _subtract(_contributions(run, None))
     yield
-    if run.end_seq is None:
-        return
-    _add(_contributions(run, None))
-    if folded:
-        repair_first_seen(run.goal_id)
-    else:
-        type(run).objects.filter(pk=run.pk).update(pattern_folded=True)
-        run.pattern_folded = True
+    if run.end_seq is not None:
+        _add(_contributions(run, None))
+        if folded:
+            repair_first_seen(run.goal_id)
 
 
-def fold_new_decisions(run, decision_ids: list[str]) -> None:
-    """New decisions of a folded run (reported after its end) only add: no subtraction, no repair."""
-    if run.pattern_folded:
+def fold_new_decisions(run, decision_ids: list[str] | None = None) -> None:
+    """Decisions new to a folded run (an import's, or reported after its end) only add: no repair."""
+    if run.end_seq is not None:
         _add(_contributions(run, decision_ids))
 
 
 def unfold_deleted(run) -> None:
     """Before `run` is deleted (while its decisions are still there): take its contribution away."""
-    if run.pattern_folded:
+    if run.end_seq is not None:
         _subtract(_contributions(run, None))
 
 
 def _refold_goal(goal_id: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {_table('PatternGroup')} WHERE goal_id = %s", [goal_id])
-    _add(_rows(*groups_query("goal_id = %s AND pattern_folded", [goal_id])))
+    _add(_rows(*groups_query("goal_id = %s AND end_seq IS NOT NULL", [goal_id])))
 
 
 def rebuild_patterns(run_model, group_model) -> int:
     """Refold every run with a place in index order from scratch; the number of groups. The caller holds
     writers off (see `rebuild`)."""
     group_model.objects.all().delete()
-    run_model.objects.update(pattern_folded=Q(end_seq__isnull=False))
-    rows = _rows(*groups_query("pattern_folded", []))
+    rows = _rows(*groups_query("end_seq IS NOT NULL", []))
     _add(rows)
     return len(rows)
