@@ -278,7 +278,7 @@ def _apply_outcome(run: Run, decision: Decision, payload: OutcomeIn) -> bool:
     before = _outcome_contribution(decision)
     for name, value in fields.items():
         setattr(decision, name, value)
-    with rollups.refolding(run):  # only an ended run's groups change, and only in this rare case
+    with rollups.refolding(run):  # an ended run's share of the pattern groups follows (rare; O(run))
         decision.save(update_fields=list(fields))
     after = _outcome_contribution(decision)
     delta = [new - old for new, old in zip(after, before)]

@@ -181,9 +181,9 @@ class GoalDay(models.Model):
 
 class PatternGroup(models.Model):
     """One group a goal's patterns answer counts (an error label, a node, a decision type, or an intent's
-    chosen option) over the goal's runs that have a place in index order (`end_seq`), with the position of its first decision in index order
-    (end_seq, run pk, seq). Kept by `runs/rollups.py` on every write that changes it; `manage.py
-    rebuild_rollups` recomputes it."""
+    chosen option) over the goal's runs that have a place in index order (`end_seq`), with the position of
+    its first decision in that order (end_seq, run pk, seq). Kept by `runs/rollups.py` on every write that
+    changes it; `manage.py rebuild_rollups` recomputes it."""
 
     goal_id = models.CharField(max_length=255)
     kind = models.CharField(max_length=8)  # error | node | type | choice
