@@ -278,7 +278,7 @@ def _apply_outcome(run: Run, decision: Decision, payload: OutcomeIn) -> bool:
     before = _outcome_contribution(decision)
     for name, value in fields.items():
         setattr(decision, name, value)
-    with rollups.refolding(run):  # an ended run's share of the pattern groups follows (rare; O(run))
+    with rollups.refolding(run, [decision.decision_id]):  # a folded run's pattern groups follow
         decision.save(update_fields=list(fields))
     after = _outcome_contribution(decision)
     delta = [new - old for new, old in zip(after, before)]
@@ -584,7 +584,7 @@ def import_run(data: Any, *, end_seq: int | None = None) -> tuple[Run, bool]:
             [_imported_decision(run, seq, decision) for seq, decision in enumerate(payload.decisions)],
             batch_size=500,
         )
-        rollups.fold_new_decisions(run)  # imported runs have their place in index order: they join the groups
+        rollups.fold_run(run)  # imported runs have their place in index order: they join the pattern groups
         Problem.objects.bulk_create(
             [
                 Problem(run=run, problem_id=problem.id, seq=seq, timestamp=problem.timestamp or run.started_at,

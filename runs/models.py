@@ -62,6 +62,10 @@ class Run(models.Model):
     # Index order: set when the run ends (or is imported, in the order of the original's indexes), so it
     # can differ from completed_at order. Concurrent ends may share a value; pk breaks the tie.
     end_seq = models.BigIntegerField(null=True, blank=True, editable=False)
+    # True while its decisions are not in its goal's `PatternGroup` rows, so the patterns answer groups them
+    # at read time: a running run, until it ends or idles (runs/rollups.py). Rows loaded by raw SQL read
+    # False (the database default) and need `manage.py rebuild_rollups`, as the day counts do.
+    pattern_pending = models.BooleanField(default=True, db_default=False, editable=False)
     narrative = models.TextField(blank=True, default="")
     input_data = models.JSONField(default=dict, blank=True)
     output_data = models.JSONField(default=dict, blank=True)
@@ -93,6 +97,8 @@ class Run(models.Model):
             models.Index(fields=["goal_id", "end_seq"], name="run_goal_end_seq_idx"),
             # The goals overview's per-goal counts and trends read only this index.
             models.Index(fields=["goal_id", "status", "started_at"], name="run_goal_status_started_idx"),
+            # The few runs of a goal that the patterns answer groups at read time.
+            models.Index(fields=["goal_id"], condition=Q(pattern_pending=True), name="run_goal_pending_idx"),
         ]
 
     def __str__(self) -> str:
@@ -181,8 +187,8 @@ class GoalDay(models.Model):
 
 class PatternGroup(models.Model):
     """One group a goal's patterns answer counts (an error label, a node, a decision type, or an intent's
-    chosen option) over the goal's runs that have a place in index order (`end_seq`), with the position of
-    its first decision in that order (end_seq, run pk, seq). Kept by `runs/rollups.py` on every write that
+    chosen option) over the goal's folded runs (`Run.pattern_pending` False), with the position of its
+    first decision in index order (end_seq, or `rollups.NO_END_SEQ` for a running run; run pk; seq). Kept by `runs/rollups.py` on every write that
     changes it; `manage.py rebuild_rollups` recomputes it."""
 
     goal_id = models.CharField(max_length=255)

@@ -47,10 +47,10 @@ def goal_aggregates(goal_id: str) -> dict[str, Any]:
     """The keyword arguments of `heuristics.pattern_analysis` (all but goal_id) for one goal's runs.
 
     One statement, so one snapshot: the goal's pattern groups over its folded runs (runs/rollups.py), the
-    same groups computed live over its runs not folded yet (running ones: few; index run_goal_end_seq_idx), and its run counts from
-    the day rollup. Each group's counts add up, and the lower first-seen key orders it.
+    same groups computed live over its runs not folded yet (active running ones: few), and its run counts
+    from the day rollup. Each group's counts add up, and the lower first-seen key orders it.
     """
-    live_sql, live_params = rollups.groups_query("goal_id = %s AND end_seq IS NULL", [goal_id])
+    live_sql, live_params = rollups.groups_query("goal_id = %s AND pattern_pending", [goal_id])
     sql = (
         f"{live_sql} UNION ALL SELECT goal_id, kind, key, detail, total, failed, first_end_seq, first_run, first_seq "
         f"FROM {GROUPS} WHERE goal_id = %s UNION ALL SELECT goal_id, 'runs', '', '', SUM(runs), SUM(completed), "
@@ -62,7 +62,7 @@ def goal_aggregates(goal_id: str) -> dict[str, Any]:
         if kind == "runs":
             run_count, completed_count = int(total), int(failed)
             continue
-        first = (end_seq is None, end_seq or 0, run, seq)  # index order: runs without a place come last
+        first = (end_seq, run, seq)  # index order (a running run's end_seq reads rollups.NO_END_SEQ)
         group = groups.setdefault((kind, key, detail), [0, 0, first])
         group[0] += int(total)
         group[1] += int(failed)

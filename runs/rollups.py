@@ -17,12 +17,13 @@ The day is the run's `started_at` as a UTC date, the same day `Cast(started_at, 
 
 import hashlib
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.db import connection, transaction
 from django.db.models import Count, DateField, Q
 from django.db.models.functions import Cast
+from django.utils import timezone
 
 COLUMNS = ("runs", "completed", "failed", "running")
 _STATUS_COLUMN = {"completed": 1, "failed": 2, "running": 3}  # index into a delta; other statuses: runs only
@@ -110,10 +111,12 @@ def rebuild() -> dict[str, int]:
 #
 # The groups `queries.goal_aggregates` counts (errors, nodes, decision types, choices), per goal, over the
 # runs that have a place in index order (`end_seq`): each with its counts and its first-seen key
-# (end_seq, run pk, seq), the position of its first decision in index order. A run is folded in when it gets
-# that place (end_run, import), in the same transaction, so "folded" is "has an end_seq"; runs without one
-# (running runs) are grouped live at read time, and keys merge both, so the order is exact either way.
-# Rows loaded by other means (raw SQL) need `rebuild`, as for the day counts.
+# (end_seq, run pk, seq), the position of its first decision in index order; a running run sorts after every
+# ended one (`NO_END_SEQ`). A run is folded in when it ends or is imported, in the same transaction, or once
+# it has been idle for a while (`fold_idle_runs`, Celery beat), and `Run.pattern_pending` turns False. Runs
+# still pending (running ones, active lately) are grouped live at read time and the keys merge both, so the
+# order is exact either way and the live part stays as small as the number of active runs, however many
+# runs were left running for good. Rows loaded by other means (raw SQL) need `rebuild`, as the day counts.
 #
 # Adding decisions only adds counts and can only lower a key (MIN). Taking some away (an outcome replaced
 # on a folded run, a run whose place moves, a deleted run) subtracts their counts; a group whose key pointed
@@ -124,6 +127,7 @@ def rebuild() -> dict[str, int]:
 # be refused by PostgreSQL, like any conflicting write, for the sender to retry.
 
 _RANK_BITS = 4294967296  # 2**32: a group's first decision ranks as run rank * 2**32 + seq
+NO_END_SEQ = 2**62  # a running run's place in a first-seen key: after every ended run, then by pk
 
 
 def _table(model_name: str) -> str:
@@ -156,7 +160,8 @@ def groups_query(run_where: str, run_params: list, decision_where: str = "1 = 1"
         "GROUP BY goal_id, decision_type "
         "UNION ALL SELECT goal_id, 'choice', intent_key, chosen_description, COUNT(*), 0, MIN(pos) FROM picked "
         "WHERE chosen_description IS NOT NULL GROUP BY goal_id, intent_key, chosen_description) "
-        f"SELECT g.goal_id, g.kind, g.k, g.detail, g.total, g.failed, r.end_seq, r.id, g.fs %% {_RANK_BITS} "
+        f"SELECT g.goal_id, g.kind, g.k, g.detail, g.total, g.failed, COALESCE(r.end_seq, {NO_END_SEQ}), r.id, "
+        f"g.fs %% {_RANK_BITS} "
         f"FROM grouped g JOIN ranked r ON r.rnk = g.fs / {_RANK_BITS}"
     )
     return sql, [*run_params, *(decision_params or []), False, True]
@@ -225,8 +230,9 @@ def repair_first_seen(goal_id: str) -> None:
     start, size = min(stale.values(), default=None), REPAIR_CHUNK
     while stale:
         chunk = _rows(
-            f"SELECT id, end_seq FROM {_table('Run')} WHERE goal_id = %s AND end_seq >= %s "
-            "AND (end_seq, id) >= (%s, %s) ORDER BY end_seq, id LIMIT %s", [goal_id, start[0], *start, size])
+            f"SELECT id, COALESCE(end_seq, {NO_END_SEQ}) AS place FROM {_table('Run')} WHERE goal_id = %s AND "
+            f"NOT pattern_pending AND (COALESCE(end_seq, {NO_END_SEQ}), id) >= (%s, %s) ORDER BY place, id LIMIT %s",
+            [goal_id, *start, size])
         if not chunk:  # the groups count decisions no folded run holds (rows edited by hand): start over
             _refold_goal(goal_id)
             return
@@ -244,43 +250,69 @@ def repair_first_seen(goal_id: str) -> None:
 
 
 @contextmanager
-def refolding(run):
-    """Around a write to `run` that changes what its decisions add to the pattern groups or where they
-    stand (its end, an outcome replaced on an ended run): a folded run's old contribution goes out before
-    and the new one comes in after, in the caller's transaction. A run with no place in index order before
-    or after costs nothing."""
-    folded = run.end_seq is not None
+def refolding(run, decision_ids: list[str] | None = None):
+    """Around a write to a run that changes what its decisions (or only `decision_ids`) add to the pattern
+    groups, or where they stand (its end, an outcome on a folded run): a folded run's old share goes out
+    before and the new one comes in after; a pending run is folded once it has ended. All in the caller's
+    transaction; a pending running run costs nothing."""
+    folded = not run.pattern_pending
     if folded:
-        _subtract(_contributions(run, None))
+        _subtract(_contributions(run, decision_ids))
     yield
-    if run.end_seq is not None:
-        _add(_contributions(run, None))
-        if folded:
-            repair_first_seen(run.goal_id)
+    if folded:
+        _add(_contributions(run, decision_ids))
+        repair_first_seen(run.goal_id)
+    elif run.end_seq is not None:
+        fold_run(run)
 
 
-def fold_new_decisions(run, decision_ids: list[str] | None = None) -> None:
-    """Decisions new to a folded run (an import's, or reported after its end) only add: no repair."""
-    if run.end_seq is not None:
+def fold_run(run) -> None:
+    """Fold a pending run's decisions into its goal's groups (its run row locked by the caller)."""
+    _add(_contributions(run, None))
+    type(run).objects.filter(pk=run.pk).update(pattern_pending=False)
+    run.pattern_pending = False
+
+
+def fold_new_decisions(run, decision_ids: list[str]) -> None:
+    """Decisions new to a folded run (reported after its end or its idle fold) only add: no repair."""
+    if not run.pattern_pending:
         _add(_contributions(run, decision_ids))
 
 
 def unfold_deleted(run) -> None:
-    """Before `run` is deleted (while its decisions are still there): take its contribution away."""
-    if run.end_seq is not None:
+    """Before `run` is deleted (while its decisions are still there): take its share away."""
+    if not run.pattern_pending:
         _subtract(_contributions(run, None))
+
+
+def fold_idle_runs(idle: timedelta, *, limit: int = 1000) -> int:
+    """Fold running runs with no write for `idle` (left running, crashed agents), so the patterns answer's
+    live part stays as small as the number of active runs; the number folded. A run that wakes up again
+    is kept folded by every later write (`fold_new_decisions`, `refolding`)."""
+    from .models import Run
+
+    cutoff = timezone.now() - idle
+    folded = 0
+    for pk in list(Run.objects.filter(pattern_pending=True, updated_at__lt=cutoff).values_list("pk", flat=True)[:limit]):
+        with transaction.atomic():
+            run = Run.objects.select_for_update().filter(pk=pk, pattern_pending=True, updated_at__lt=cutoff).first()
+            if run is not None:
+                fold_run(run)
+                folded += 1
+    return folded
 
 
 def _refold_goal(goal_id: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {_table('PatternGroup')} WHERE goal_id = %s", [goal_id])
-    _add(_rows(*groups_query("goal_id = %s AND end_seq IS NOT NULL", [goal_id])))
+    _add(_rows(*groups_query("goal_id = %s AND NOT pattern_pending", [goal_id])))
 
 
 def rebuild_patterns(run_model, group_model) -> int:
-    """Refold every run with a place in index order from scratch; the number of groups. The caller holds
-    writers off (see `rebuild`)."""
+    """Fold every run from scratch, running ones too (nothing left for the live part); the number of groups.
+    The caller holds writers off (see `rebuild`)."""
     group_model.objects.all().delete()
-    rows = _rows(*groups_query("end_seq IS NOT NULL", []))
+    run_model.objects.filter(pattern_pending=True).update(pattern_pending=False)
+    rows = _rows(*groups_query("1 = 1", []))
     _add(rows)
     return len(rows)

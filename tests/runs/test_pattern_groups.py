@@ -1,6 +1,6 @@
 """A goal's patterns read per-goal pattern groups (`PatternGroup`) kept by every write, plus the runs not
 folded in yet. Whatever mix of writes arrives (decisions, outcomes, replaced outcomes, run ends, late writes
-to ended runs, imports, batches, deletes, purges), the answer equals the SDK's own aggregation of the goal's
+to ended runs, idle runs folded and woken up, imports, batches, deletes, purges), the answer equals the SDK's own aggregation of the goal's
 runs in index order (`heuristics.aggregate_runs`, what `BuilderQuery(path)` computes), order included."""
 
 import random
@@ -9,9 +9,10 @@ from datetime import timezone as dt_timezone
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from framework.builder import heuristics
-from runs import export, ingest, queries, retention, rollups
+from runs import export, ingest, queries, retention, rollups, tasks
 from runs.models import PatternGroup, Run
 
 pytestmark = pytest.mark.django_db
@@ -76,7 +77,7 @@ class History:
     def step(self) -> None:
         rng, live = self.rng, [run_id for run_id in self.runs if Run.objects.filter(run_id=run_id).exists()]
         action = rng.choice(["start", "start", "decision", "decision", "decision", "batch", "outcome", "outcome",
-                             "end", "end", "import", "delete"] if live else ["start", "import"])
+                             "end", "end", "import", "delete", "idle"] if live else ["start", "import"])
         if action == "start":
             self.count += 1
             run_id = f"r{self.count}"
@@ -112,6 +113,8 @@ class History:
             run_id = rng.choice(live)
             if Run.objects.get(run_id=run_id).completed_at is None:
                 ingest.end_run(run_id, {"status": rng.choice(["completed", "failed", "stuck"])})
+        elif action == "idle":  # runs left running join the groups; later writes keep them there
+            rollups.fold_idle_runs(timedelta(0))
         else:  # as the admin or a shell would, one or several at once
             doomed = rng.sample(live, min(len(live), rng.randrange(1, 3)))
             Run.objects.filter(run_id__in=doomed).delete()
@@ -119,13 +122,15 @@ class History:
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_patterns_equal_the_sdk_aggregation_after_a_random_mix_of_writes(seed):
-    history = History(seed)
+    history, seen = History(seed), set()
     for step in range(150):
         history.step()
         if step % 10 == 9:
             assert_answers_match()
+            seen.update(Run.objects.filter(end_seq=None).values_list("pattern_pending", flat=True))
+    assert seen == {True, False}  # running runs were grouped live at some checks, folded at others
+    assert Run.objects.filter(pattern_pending=False).exclude(end_seq=None).exists()
     assert PatternGroup.objects.filter(kind="error", key="x" * 3000).exists() or seed != 1
-    assert Run.objects.filter(end_seq=None).exists() and Run.objects.exclude(end_seq=None).exists()  # both halves
     assert_answers_match()
 
 
@@ -156,11 +161,12 @@ def test_purged_runs_leave_the_groups_and_the_first_sightings_of_the_rest(settin
     history = History(9)
     for _ in range(300):
         history.step()
-    for run in Run.objects.filter(completed_at__isnull=False):
-        Run.objects.filter(pk=run.pk).update(completed_at=run.completed_at - timedelta(days=run.pk % 3 * 10))
-    settings.RETENTION_DAYS = 15  # about a third of the ended runs, spread over index order
-    report = retention.purge(batch_size=4, now=datetime.now(dt_timezone.utc))
-    assert report.runs >= 5 and Run.objects.exclude(end_seq=None).exists()
+    now = datetime.now(dt_timezone.utc)
+    old = list(Run.objects.exclude(completed_at=None).in_index_order().values_list("pk", flat=True))[::2]
+    Run.objects.filter(pk__in=old).update(completed_at=now - timedelta(days=30))  # every other one in index order
+    settings.RETENTION_DAYS = 15
+    report = retention.purge(batch_size=4, now=now)
+    assert report.runs == len(old) >= 3 and Run.objects.filter(pattern_pending=False).exists()
     assert_answers_match()
 
 
@@ -174,4 +180,21 @@ def test_groups_that_disagree_with_the_rows_are_refolded_by_the_next_write():
     ingest.record_outcome("a", "dec_0", {"success": True})
     ingest.record_outcome("b", "dec_0", {"success": True})
     assert queries.goal_aggregates("alpha")["error_counts"] == []
+    assert_answers_match()
+
+
+def test_runs_left_running_join_the_groups_and_stay_exact_when_they_wake_up():
+    for run_id in ["left", "active"]:
+        ingest.start_run({"id": run_id, "goal_id": "alpha"})
+        ingest.add_decision(run_id, {"id": "dec_0", "node_id": "n", "intent": "i",
+                                     "outcome": {"success": False, "error": f"{run_id} failed"}})
+    Run.objects.filter(run_id="left").update(updated_at=timezone.now() - timedelta(hours=1))
+    assert tasks.fold_idle_runs() == 1  # PATTERN_FOLD_IDLE_MINUTES: the active run stays live
+    assert list(Run.objects.order_by("run_id").values_list("run_id", "pattern_pending")) == [
+        ("active", True), ("left", False)]
+    assert_answers_match()
+    ingest.add_decision("left", {"id": "dec_1", "node_id": "m", "intent": "i"})
+    ingest.record_outcome("left", "dec_0", {"success": True})
+    ingest.end_run("left", {"status": "completed"})  # it moves before the active run in index order
+    assert queries.goal_aggregates("alpha")["node_counts"] == [("n", 1, 2), ("m", 1, 1)]
     assert_answers_match()
