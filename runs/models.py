@@ -188,8 +188,8 @@ class GoalDay(models.Model):
 class PatternGroup(models.Model):
     """One group a goal's patterns answer counts (an error label, a node, a decision type, or an intent's
     chosen option) over the goal's folded runs (`Run.pattern_pending` False), with the position of its
-    first decision in index order (end_seq, or `rollups.NO_END_SEQ` for a running run; run pk; seq). Kept by `runs/rollups.py` on every write that
-    changes it; `manage.py rebuild_rollups` recomputes it."""
+    first decision in index order (end_seq, or `rollups.NO_END_SEQ` for a running run; run pk; seq). Kept
+    by `runs/rollups.py` on every write that changes it; `manage.py rebuild_rollups` recomputes it."""
 
     goal_id = models.CharField(max_length=255)
     kind = models.CharField(max_length=8)  # error | node | type | choice

@@ -52,9 +52,9 @@ def goal_aggregates(goal_id: str) -> dict[str, Any]:
     """
     live_sql, live_params = rollups.groups_query("goal_id = %s AND pattern_pending", [goal_id])
     sql = (
-        f"{live_sql} UNION ALL SELECT goal_id, kind, key, detail, total, failed, first_end_seq, first_run, first_seq "
-        f"FROM {GROUPS} WHERE goal_id = %s UNION ALL SELECT goal_id, 'runs', '', '', SUM(runs), SUM(completed), "
-        f"NULL, NULL, NULL FROM {GOAL_DAYS} WHERE goal_id = %s GROUP BY goal_id"
+        f"{live_sql} UNION ALL SELECT goal_id, kind, key, detail, total, failed, first_end_seq, first_run, "
+        f"first_seq FROM {GROUPS} WHERE goal_id = %s UNION ALL SELECT goal_id, 'runs', '', '', SUM(runs), "
+        f"SUM(completed), NULL, NULL, NULL FROM {GOAL_DAYS} WHERE goal_id = %s GROUP BY goal_id"
     )
     groups: dict[tuple[str, str, str], list] = {}
     run_count = completed_count = 0

@@ -109,8 +109,8 @@ def rebuild() -> dict[str, int]:
 
 # --- per-goal pattern groups (`PatternGroup`) ------------------------------------------------------------
 #
-# The groups `queries.goal_aggregates` counts (errors, nodes, decision types, choices), per goal, over the
-# runs that have a place in index order (`end_seq`): each with its counts and its first-seen key
+# The groups `queries.goal_aggregates` counts (errors, nodes, decision types, choices), per goal, over its
+# folded runs: each with its counts and its first-seen key
 # (end_seq, run pk, seq), the position of its first decision in index order; a running run sorts after every
 # ended one (`NO_END_SEQ`). A run is folded in when it ends or is imported, in the same transaction, or once
 # it has been idle for a while (`fold_idle_runs`, Celery beat), and `Run.pattern_pending` turns False. Runs
@@ -195,7 +195,8 @@ def _add(rows: list[tuple]) -> None:
                        for c in ("first_end_seq", "first_run", "first_seq"))
     sql = (f"INSERT INTO {table} (goal_id, digest, kind, key, detail, total, failed, first_end_seq, first_run, "
            "first_seq, stale) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (goal_id, digest) "
-           f"DO UPDATE SET total = {table}.total + excluded.total, failed = {table}.failed + excluded.failed, {firsts}")
+           f"DO UPDATE SET total = {table}.total + excluded.total, failed = {table}.failed + excluded.failed, "
+           f"{firsts}")
     params = sorted(((goal, _digest(kind, k, detail), kind, k, detail, total, failed, end_seq, run, seq, False)
                      for goal, kind, k, detail, total, failed, end_seq, run, seq in rows),
                     key=lambda row: row[:2])  # one lock order for every writer
@@ -230,8 +231,9 @@ def repair_first_seen(goal_id: str) -> None:
     start, size = min(stale.values(), default=None), REPAIR_CHUNK
     while stale:
         chunk = _rows(
-            f"SELECT id, COALESCE(end_seq, {NO_END_SEQ}) AS place FROM {_table('Run')} WHERE goal_id = %s AND "
-            f"NOT pattern_pending AND (COALESCE(end_seq, {NO_END_SEQ}), id) >= (%s, %s) ORDER BY place, id LIMIT %s",
+            f"SELECT id, COALESCE(end_seq, {NO_END_SEQ}) AS place FROM {_table('Run')} WHERE goal_id = %s "
+            f"AND NOT pattern_pending AND (COALESCE(end_seq, {NO_END_SEQ}), id) >= (%s, %s) "
+            "ORDER BY place, id LIMIT %s",
             [goal_id, *start, size])
         if not chunk:  # the groups count decisions no folded run holds (rows edited by hand): start over
             _refold_goal(goal_id)
@@ -293,9 +295,10 @@ def fold_idle_runs(idle: timedelta, *, limit: int = 1000) -> int:
 
     cutoff = timezone.now() - idle
     folded = 0
-    for pk in list(Run.objects.filter(pattern_pending=True, updated_at__lt=cutoff).values_list("pk", flat=True)[:limit]):
+    idle_runs = Run.objects.filter(pattern_pending=True, updated_at__lt=cutoff)
+    for pk in list(idle_runs.values_list("pk", flat=True)[:limit]):
         with transaction.atomic():
-            run = Run.objects.select_for_update().filter(pk=pk, pattern_pending=True, updated_at__lt=cutoff).first()
+            run = idle_runs.select_for_update().filter(pk=pk).first()  # still idle once locked
             if run is not None:
                 fold_run(run)
                 folded += 1

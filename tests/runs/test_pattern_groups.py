@@ -1,7 +1,8 @@
 """A goal's patterns read per-goal pattern groups (`PatternGroup`) kept by every write, plus the runs not
 folded in yet. Whatever mix of writes arrives (decisions, outcomes, replaced outcomes, run ends, late writes
-to ended runs, idle runs folded and woken up, imports, batches, deletes, purges), the answer equals the SDK's own aggregation of the goal's
-runs in index order (`heuristics.aggregate_runs`, what `BuilderQuery(path)` computes), order included."""
+to ended runs, idle runs folded and woken up, imports, batches, deletes, purges), the answer equals the
+SDK's own aggregation of the goal's runs in index order (`heuristics.aggregate_runs`, what
+`BuilderQuery(path)` computes), order included."""
 
 import random
 from datetime import datetime, timedelta
