@@ -290,6 +290,13 @@ CELERY_BEAT_SCHEDULE["runs-purge-expired"] = {
     "task": "runs.tasks.purge_expired_runs",
     "schedule": crontab(hour=RETENTION_PURGE_HOUR, minute=17),
 }
+# A running run with no write for this long joins its goal's pattern groups (runs/rollups.py), so the
+# patterns answer groups only the runs active lately at read time, however many were left running.
+PATTERN_FOLD_IDLE_MINUTES = env_int("PATTERN_FOLD_IDLE_MINUTES", 10, minimum=1)
+CELERY_BEAT_SCHEDULE["runs-fold-idle"] = {
+    "task": "runs.tasks.fold_idle_runs",
+    "schedule": 60.0 * PATTERN_FOLD_IDLE_MINUTES / 2,
+}
 # --- end of the security and production section ---------------------------------------------------
 
 # --- Builder jobs (appended by the Builder app) -------------------------------------------------

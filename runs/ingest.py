@@ -145,10 +145,11 @@ def end_run(run_id: str, data: Any) -> tuple[Run, bool]:
         fields.setdefault("completed_at", timezone.now())
         fields["end_seq"] = next_end_seq()
         rollups.record_status_change(run.goal_id, run.started_at, run.status, fields["status"])
-        for name, value in fields.items():
-            setattr(run, name, value)
-        run.extra = {**run.extra, **payload.extras()}
-        run.save(update_fields=[*fields, "extra", "updated_at"])
+        with rollups.refolding(run):  # its place in index order is final now: its decisions join the groups
+            for name, value in fields.items():
+                setattr(run, name, value)
+            run.extra = {**run.extra, **payload.extras()}
+            run.save(update_fields=[*fields, "extra", "updated_at"])
         return run, True
 
 
@@ -239,6 +240,7 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
             decision._state.adding = False
             ok, bad, tokens, latency = _outcome_contribution(decision)
             _add_decisions_to_run(run, _nodes_after_insert(run, decision, later=later), 1, ok, bad, tokens, latency)
+            rollups.fold_new_decisions(run, [decision.decision_id])
         else:
             decision = _stored_in(run, Decision, decision_id=payload.id)
             compared = dict(fields)
@@ -277,7 +279,8 @@ def _apply_outcome(run: Run, decision: Decision, payload: OutcomeIn) -> bool:
     before = _outcome_contribution(decision)
     for name, value in fields.items():
         setattr(decision, name, value)
-    decision.save(update_fields=list(fields))
+    with rollups.refolding(run, [decision.decision_id]):  # a folded run's pattern groups follow
+        decision.save(update_fields=list(fields))
     after = _outcome_contribution(decision)
     delta = [new - old for new, old in zip(after, before)]
     _bump_run(
@@ -475,6 +478,7 @@ def _apply_bulk(segment: list[dict], checked: bool) -> list[tuple[int, str]] | N
                 return None
             _insert_decisions(rows)
             _add_decisions_to_run(run, *_bulk_counters(run, rows))
+            rollups.fold_new_decisions(run, list(decisions))
     except IntegrityError:  # one is stored already (a replay, or a concurrent writer): the per-event path answers
         return None
     return [(201, "")] * len(segment)
@@ -664,6 +668,7 @@ def import_run(data: Any, *, end_seq: int | None = None) -> tuple[Run, bool]:
             [_imported_decision(run, seq, decision) for seq, decision in enumerate(payload.decisions)],
             batch_size=500,
         )
+        rollups.fold_run(run)  # imported runs have their place in index order: they join the pattern groups
         Problem.objects.bulk_create(
             [
                 Problem(run=run, problem_id=problem.id, seq=seq, timestamp=problem.timestamp or run.started_at,

@@ -12,7 +12,7 @@ import secrets
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, models
-from django.db.models.signals import post_delete
+from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import receiver
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
@@ -103,6 +103,10 @@ class Run(models.Model):
     # Index order: set when the run ends (or is imported, in the order of the original's indexes), so it
     # can differ from completed_at order. Concurrent ends may share a value; pk breaks the tie.
     end_seq = models.BigIntegerField(null=True, blank=True, editable=False)
+    # True while its decisions are not in its goal's `PatternGroup` rows, so the patterns answer groups them
+    # at read time: a running run, until it ends or idles (runs/rollups.py). Rows loaded by raw SQL read
+    # False (the database default) and need `manage.py rebuild_rollups`, as the day counts do.
+    pattern_pending = models.BooleanField(default=True, db_default=False, editable=False)
     narrative = models.TextField(blank=True, default="")
     input_data = models.JSONField(default=dict, blank=True)
     output_data = models.JSONField(default=dict, blank=True)
@@ -134,6 +138,8 @@ class Run(models.Model):
             models.Index(fields=["goal_id", "end_seq"], name="run_goal_end_seq_idx"),
             # The goals overview's per-goal counts and trends read only this index.
             models.Index(fields=["goal_id", "status", "started_at"], name="run_goal_status_started_idx"),
+            # The few runs of a goal that the patterns answer groups at read time.
+            models.Index(fields=["goal_id"], condition=Q(pattern_pending=True), name="run_goal_pending_idx"),
         ]
 
     def __str__(self) -> str:
@@ -182,11 +188,19 @@ class Run(models.Model):
             )
 
 
+@receiver(pre_delete, sender=Run, dispatch_uid="runs.unfold_deleted_run")
+def _unfold_deleted_run(sender, instance: Run, **kwargs) -> None:
+    """The pattern groups forget a deleted run while its decisions are still there to count out."""
+    rollups.unfold_deleted(instance)
+
+
 @receiver(post_delete, sender=Run, dispatch_uid="runs.count_out_deleted_run")
 def _count_out_deleted_run(sender, instance: Run, **kwargs) -> None:
-    """However a run is deleted (retention purge, admin, shell), the goal rollup forgets it, in the same
-    transaction as the delete."""
+    """However a run is deleted (retention purge, admin, shell), the goal rollups forget it, in the same
+    transaction as the delete: the day counts here, and the pattern groups' first-seen keys, once every
+    run of the delete is gone (`unfold_deleted` marked the keys it took away)."""
     rollups.record_status_change(instance.goal_id, instance.started_at, instance.status, None)
+    rollups.repair_first_seen(instance.goal_id)
 
 
 class GoalDay(models.Model):
@@ -210,6 +224,32 @@ class GoalDay(models.Model):
     @property
     def ended(self) -> int:
         return self.runs - self.running
+
+
+class PatternGroup(models.Model):
+    """One group a goal's patterns answer counts (an error label, a node, a decision type, or an intent's
+    chosen option) over the goal's folded runs (`Run.pattern_pending` False), with the position of its
+    first decision in index order (end_seq, or `rollups.NO_END_SEQ` for a running run; run pk; seq). Kept
+    by `runs/rollups.py` on every write that changes it; `manage.py rebuild_rollups` recomputes it."""
+
+    goal_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=8)  # error | node | type | choice
+    digest = models.CharField(max_length=64)  # sha256 of kind, key and detail: texts may be too long to index
+    key = models.TextField()  # the error label, node id, decision type, or intent[:50]
+    detail = models.TextField(blank=True, default="")  # a choice's option description
+    total = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)  # nodes: decisions without success
+    first_end_seq = models.BigIntegerField()
+    first_run = models.BigIntegerField()
+    first_seq = models.BigIntegerField()
+    # Only inside a writing transaction: the first-seen key is a lower bound until `rollups` repairs it.
+    stale = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["goal_id", "digest"], name="patterngroup_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.goal_id} {self.kind} {self.key}"
 
 
 class DecisionQuerySet(models.QuerySet):

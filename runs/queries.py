@@ -3,7 +3,8 @@
 The heuristics want counts in "first-seen order": runs in index order (the order they ended), then
 decisions in order. Each group's first appearance is ranked in SQL as rank(run) * 2**32 + seq, where
 rank numbers the runs with ROW_NUMBER() in index order (end_seq, then pk), so only one row per group reaches Python,
-however many runs a goal has. The SQL is plain enough for SQLite (3.25+) and PostgreSQL alike.
+however many runs a goal has. A goal's patterns read those groups kept per goal (runs/rollups.py) rather
+than every decision. The SQL is plain enough for SQLite (3.25+) and PostgreSQL alike.
 """
 
 from typing import Any
@@ -15,10 +16,13 @@ from django.db.models.functions import Coalesce
 from framework.builder import heuristics
 from framework.builder.results import PatternAnalysis
 
-from .models import Decision, Run, RunStatus
+from . import rollups
+from .models import Decision, GoalDay, PatternGroup, Run, RunStatus
 
 RUNS = Run._meta.db_table
 DECISIONS = Decision._meta.db_table
+GROUPS = PatternGroup._meta.db_table
+GOAL_DAYS = GoalDay._meta.db_table
 WORST_NODES = 5
 
 
@@ -40,41 +44,45 @@ def _rows(sql: str, params: list[Any]) -> list[tuple]:
 
 
 def goal_aggregates(goal_id: str) -> dict[str, Any]:
-    """The keyword arguments of `heuristics.pattern_analysis` (all but goal_id) for one goal's runs."""
-    counts = Run.objects.for_goal(goal_id).aggregate(
-        runs=Count("pk"), completed=Count("pk", filter=Q(status=RunStatus.COMPLETED))
+    """The keyword arguments of `heuristics.pattern_analysis` (all but goal_id) for one goal's runs.
+
+    One statement, so one snapshot: the goal's pattern groups over its folded runs (runs/rollups.py), the
+    same groups computed live over its runs not folded yet (active running ones: few), and its run counts
+    from the day rollup. Each group's counts add up, and the lower first-seen key orders it.
+    """
+    live_sql, live_params = rollups.groups_query("goal_id = %s AND pattern_pending", [goal_id])
+    sql = (
+        f"{live_sql} UNION ALL SELECT goal_id, kind, key, detail, total, failed, first_end_seq, first_run, "
+        f"first_seq FROM {GROUPS} WHERE goal_id = %s UNION ALL SELECT goal_id, 'runs', '', '', SUM(runs), "
+        f"SUM(completed), NULL, NULL, NULL FROM {GOAL_DAYS} WHERE goal_id = %s GROUP BY goal_id"
     )
-    head = f"WITH {_ranked_runs('goal_id = %s')} "
-    joined = f"FROM {DECISIONS} d JOIN ranked r ON r.id = d.run_id"
-    errors = _rows(
-        head + f"SELECT COALESCE(NULLIF(d.outcome_error, ''), 'Unknown error') AS label, COUNT(*), {FIRST_SEEN} AS fs "
-        f"{joined} WHERE d.outcome_success = %s GROUP BY label ORDER BY fs",
-        [goal_id, False],
-    )
-    nodes = _rows(
-        head + f"SELECT d.node_id, SUM(CASE WHEN d.outcome_success = %s THEN 0 ELSE 1 END), COUNT(*), "
-        f"{FIRST_SEEN} AS fs {joined} GROUP BY d.node_id ORDER BY fs",
-        [goal_id, True],
-    )
-    types = _rows(
-        head + f"SELECT d.decision_type, COUNT(*), {FIRST_SEEN} AS fs {joined} GROUP BY d.decision_type ORDER BY fs",
-        [goal_id],
-    )
-    choices = _rows(
-        head + f"SELECT SUBSTR(d.intent, 1, {heuristics.INTENT_KEY_LENGTH}) AS intent_key, d.chosen_description, "
-        f"COUNT(*), {FIRST_SEEN} AS fs {joined} WHERE d.chosen_description IS NOT NULL "
-        f"GROUP BY intent_key, d.chosen_description ORDER BY fs",
-        [goal_id],
-    )
-    choice_counts: dict[str, list[tuple[str, int]]] = {}
-    for intent_key, description, count, _first in choices:
-        choice_counts.setdefault(intent_key, []).append((description, int(count)))
+    groups: dict[tuple[str, str, str], list] = {}
+    run_count = completed_count = 0
+    for _goal, kind, key, detail, total, failed, end_seq, run, seq in _rows(sql, [*live_params, goal_id, goal_id]):
+        if kind == "runs":
+            run_count, completed_count = int(total), int(failed)
+            continue
+        first = (end_seq, run, seq)  # index order (a running run's end_seq reads rollups.NO_END_SEQ)
+        group = groups.setdefault((kind, key, detail), [0, 0, first])
+        group[0] += int(total)
+        group[1] += int(failed)
+        group[2] = min(group[2], first)
+    error_counts, node_counts, type_counts, choice_counts = [], [], {}, {}
+    for (kind, key, detail), (total, failed, _first) in sorted(groups.items(), key=lambda item: item[1][2]):
+        if kind == "error":
+            error_counts.append((key, total))
+        elif kind == "node":
+            node_counts.append((key, failed, total))
+        elif kind == "type":
+            type_counts[key] = total
+        else:
+            choice_counts.setdefault(key, []).append((detail, total))
     return {
-        "run_count": counts["runs"],
-        "completed_count": counts["completed"],
-        "error_counts": [(label, int(count)) for label, count, _first in errors],
-        "node_counts": [(node_id, int(failed), int(total)) for node_id, failed, total, _first in nodes],
-        "type_counts": {kind: int(count) for kind, count, _first in types},
+        "run_count": run_count,
+        "completed_count": completed_count,
+        "error_counts": error_counts,
+        "node_counts": node_counts,
+        "type_counts": type_counts,
         "choice_counts": choice_counts,
     }
 

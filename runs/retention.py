@@ -2,8 +2,8 @@
 with their decisions and problems (and Builder analyses of them, by cascade), in small batches so the
 purge never holds long locks against agents reporting. Running runs are never purged.
 
-Counters live on each run and every aggregate (goal patterns, the goals page, /stats) is computed from
-the rows that remain, so nothing needs recomputing after a purge.
+Counters live on each run, and the per-goal rollups (runs/rollups.py) forget each deleted run in the
+same transaction as its delete (the receivers in runs/models.py), so nothing needs recomputing after a purge.
 """
 
 from dataclasses import dataclass, field

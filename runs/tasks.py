@@ -2,9 +2,12 @@
 
 import logging
 
-from celery import shared_task
+from datetime import timedelta
 
-from . import retention
+from celery import shared_task
+from django.conf import settings
+
+from . import retention, rollups
 
 logger = logging.getLogger(__name__)
 
@@ -16,3 +19,9 @@ def purge_expired_runs() -> int:
     if report.runs:
         logger.info("Retention purge deleted %d runs: %s", report.runs, report.per_goal)
     return report.runs
+
+
+@shared_task(acks_late=True)
+def fold_idle_runs() -> int:
+    """Fold runs left running into the pattern groups, so goal patterns never regroup them at read time."""
+    return rollups.fold_idle_runs(timedelta(minutes=settings.PATTERN_FOLD_IDLE_MINUTES))

@@ -6,7 +6,7 @@ from django.db import migrations, models
 def fill(apps, schema_editor):
     from runs import rollups
 
-    rollups.rebuild(apps.get_model("runs", "Run"), apps.get_model("runs", "GoalDay"))
+    rollups.rebuild_goal_days(apps.get_model("runs", "Run"), apps.get_model("runs", "GoalDay"))
 
 
 class Migration(migrations.Migration):

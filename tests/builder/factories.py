@@ -2,6 +2,7 @@
 
 from django.utils import timezone
 
+from runs import rollups
 from runs.models import Decision, Problem, Run, RunStatus
 
 
@@ -10,6 +11,7 @@ def make_run(run_id="run_1", *, goal_id="checkout", status=RunStatus.FAILED, dec
     run = Run.objects.create(run_id=run_id, goal_id=goal_id, status=status, narrative=narrative,
                              goal_description="Buy the cheapest ticket",
                              completed_at=timezone.now() if status != RunStatus.RUNNING else None)
+    rollups.record_status_change(run.goal_id, run.started_at, None, run.status)  # as runs/ingest.py does
     for seq, spec in enumerate(decisions if decisions is not None else default_decisions(status)):
         options = spec.get("options", [
             {"id": "fast", "description": "Use the cached price list", "action_type": "tool_call", "pros": ["quick"], "cons": ["stale"],
