@@ -1,7 +1,6 @@
 """2. Per-event ingestion: one decision per request, as a plain HTTP client without the SDK reports it,
 against a no-op JSON endpoint in the same server (bench/urls.py). Target: >= 60 % of the no-op's req/s."""
 
-import json
 
 from . import common, data
 from .common import Check, Result

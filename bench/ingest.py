@@ -50,7 +50,7 @@ def _through_api(server: common.Server, key: str, runs: list[list[dict]]) -> flo
 def _raw_rows(runs: list[list[dict]], offset: int) -> tuple[list[list], list[list]]:
     """The run and decision rows the API stores for these events (outcomes merged into decisions)."""
     now = datetime.now(UTC)
-    run_rows, decision_rows = [], []
+    run_rows = []
     for events in runs:
         start = events[0]["body"]
         run_id = f"raw-{offset}-{start['id']}"

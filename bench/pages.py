@@ -8,7 +8,6 @@ server's time (middleware, views, queries, templates) without a network or a cli
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
