@@ -6,8 +6,10 @@ endpoint and `import_runs` accept exactly the same input and word their errors t
 
 import base64
 import binascii
+import gc
 import json
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -126,6 +128,25 @@ class _BatchDoc(Schema):
 @router.post("/batch", auth=ingest_auth, response={207: BatchOut, **ERRORS}, openapi_extra=_documented(_BatchDoc),
              summary="Report many events at once; answers per event")
 def batch(request):
+    with _collector_paused():
+        return _batch(request)
+
+
+@contextmanager
+def _collector_paused():
+    """The cyclic GC off for one batch. Parsing and validating 1,000 events makes ~100,000 containers
+    that live until the answer and hold no cycles (reference counting frees them): each collection
+    triggered on the way walked them all again, about a quarter of a batch's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _batch(request):
     try:  # the common case: nothing in the body the per-field storable checks could refuse
         data, checked = storable_json(request.body), True
     except ValueError:

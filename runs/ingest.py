@@ -531,11 +531,14 @@ _INSERT_PLANS: dict[str, tuple[str, list]] = {}
 
 def _column_writer(field, connection) -> Callable[[Any], Any]:
     """`field.get_db_prep_save(value, connection)` without the layers that change nothing for the
-    validated values written here (str, int, bool or None): JSON is encoded as `JSONField` does (None is
-    SQL NULL), datetimes go through the field itself."""
+    validated values written here (str, int, bool, aware datetimes or None): JSON is encoded as
+    `JSONField` does (None is SQL NULL), datetimes only take the backend's adaptation (the field's own
+    preparation only warns about naive ones), anything else goes through the field itself."""
     kind = field.get_internal_type()
     if kind in _AS_IS:
         return _same
+    if kind == "DateTimeField":
+        return connection.ops.adapt_datetimefield_value
     if kind == "JSONField":
         adapt, encoder = connection.ops.adapt_json_value, field.encoder
         empty = {dict: adapt({}, encoder), list: adapt([], encoder)}
