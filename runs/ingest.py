@@ -223,15 +223,17 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
     """Record a decision (and its inline outcome, if any). `created` is False on a replay."""
     payload = validate(DecisionIn, data, "decision")
     fields = _decision_fields(payload)
+    new = dict(fields)
+    if payload.timestamp is not None:
+        new["timestamp"] = payload.timestamp
+    if payload.outcome is not None:  # a new decision's inline outcome: one INSERT, one counter UPDATE
+        new.update(_outcome_fields(payload.outcome))
+        new.setdefault("outcome_timestamp", timezone.now())
+    if (decision := _append_decision(run_id, payload, new)) is not None:
+        return decision, True
     with transaction.atomic():
         run = _locked_run(run_id)
         seq = payload.index if payload.index is not None else _default_seq(run, payload.id)
-        new = dict(fields)
-        if payload.timestamp is not None:
-            new["timestamp"] = payload.timestamp
-        if payload.outcome is not None:  # a new decision's inline outcome: one INSERT, one counter UPDATE
-            new.update(_outcome_fields(payload.outcome))
-            new.setdefault("outcome_timestamp", timezone.now())
         decision = Decision(run=run, decision_id=payload.id, seq=seq, **new)
         inserted = _insert_new_decision(_row_of(decision))
         created = inserted is not None
@@ -256,6 +258,80 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
             if payload.outcome is not None:
                 _apply_outcome(run, decision, payload.outcome)
         return decision, created
+
+
+_APPEND_PLANS: dict[str, str] = {}
+
+
+def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> Decision | None:
+    """PostgreSQL: a new decision at the end of its run stored in one autocommitted statement, or None
+    when this is not that case (unknown run, replay, a later decision stored, no position without the
+    run's count): then `add_decision` takes its locked transaction, which answers every case.
+
+    The statement INSERTs the row and UPDATEs the run's counters, which locks the run row the way
+    SELECT ... FOR UPDATE did, and a concurrent writer's UPDATE is applied to the row as this one left
+    it, so the counters stay increments. What the statement's snapshot cannot see is a decision a
+    concurrent writer stored while it waited for that lock: the count it saw differs from the count it
+    updated, and the run's nodes are then rebuilt under the lock. Five round trips become one.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        return None
+    seq = payload.index
+    if seq is None:
+        if (match := _DEC_N.fullmatch(payload.id)) is None:
+            return None
+        seq = int(match.group(1))
+    decision = Decision(decision_id=payload.id, seq=seq, **new)
+    row = _row_of(decision)
+    _, columns = _insert_plan(connection)
+    ok, bad, tokens, latency = _outcome_contribution(decision)
+    nodes = connection.ops.adapt_json_value([decision.node_id], None)
+    now = Run._meta.get_field("updated_at").get_db_prep_save(timezone.now(), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_append_sql(connection), [
+            *(write(row[key]) for key, write, _ in columns[1:]), run_id, seq,
+            now, ok, bad, tokens, latency, nodes, nodes])
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    decision.pk, run_pk, raced = found
+    decision.run = Run(pk=run_pk, run_id=run_id)
+    decision._state.adding = False
+    if raced:
+        with transaction.atomic():
+            run = _locked_run(run_id)
+            _bump_run(run, nodes_executed=_nodes_after_insert(run, decision, later=True))
+    return decision
+
+
+def _append_sql(connection) -> str:
+    if (sql := _APPEND_PLANS.get(connection.vendor)) is None:
+        quote = connection.ops.quote_name
+        fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
+        assert fields[0].name == "run"  # filled from the run row, not a parameter
+        column = {name: quote(Run._meta.get_field(name).column) for name in (
+            "id", "run_id", "updated_at", "nodes_executed", "decision_count", "success_count", "failure_count",
+            "total_tokens", "total_latency_ms")}
+        owner, position = quote(fields[0].column), quote(Decision._meta.get_field("seq").column)
+        decisions, runs = quote(Decision._meta.db_table), quote(Run._meta.db_table)
+        values = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields[1:])
+        added = ", ".join(f"{column[name]} = r.{column[name]} + %s"
+                          for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
+        nodes = column["nodes_executed"]
+        sql = _APPEND_PLANS[connection.vendor] = (
+            f"WITH ins AS (INSERT INTO {decisions} AS added ({', '.join(quote(f.column) for f in fields)}) "
+            f"SELECT r.{column['id']}, {values} FROM {runs} r WHERE r.{column['run_id']} = %s "
+            f"AND NOT EXISTS (SELECT 1 FROM {decisions} d WHERE d.{owner} = r.{column['id']} AND d.{position} >= %s) "
+            f"ON CONFLICT DO NOTHING RETURNING added.{quote(Decision._meta.pk.column)}, added.{owner}, "
+            f"(SELECT s.{column['decision_count']} FROM {runs} s WHERE s.{column['id']} = added.{owner}) AS seen) "
+            f"UPDATE {runs} r SET {column['updated_at']} = %s, "
+            f"{column['decision_count']} = r.{column['decision_count']} + 1, {added}, "
+            f"{nodes} = CASE WHEN r.{nodes} @> CAST(%s AS jsonb) THEN r.{nodes} ELSE r.{nodes} || CAST(%s AS jsonb) END "
+            f"FROM ins WHERE r.{column['id']} = ins.{owner} "
+            f"RETURNING ins.{quote(Decision._meta.pk.column)}, r.{column['id']}, r.{column['decision_count']} <> ins.seen + 1"
+        )
+    return sql
 
 
 def _outcome_contribution(decision: Decision) -> tuple[int, int, int, int]:

@@ -37,3 +37,20 @@ def test_the_same_run_started_by_racing_writers_is_created_once():
     assert in_threads(4, lambda index: results.append(ingest.start_run({"id": "race", "goal_id": "g"})[1])) == []
     assert sorted(results) == [False, False, False, True]
     assert Run.objects.filter(run_id="race").count() == 1
+
+
+def test_interleaved_writers_keep_the_runs_nodes_in_decision_order():
+    """Each decision arrives alone (one statement on PostgreSQL) while others land before and after it:
+    metrics.nodes_executed still lists nodes in the order of the decisions' positions, as a recount does."""
+    ingest.start_run({"id": "interleaved", "goal_id": "g"})
+
+    def work(index):
+        for n in range(15):
+            seq = n * 4 + index
+            ingest.add_decision("interleaved", {"id": f"dec_{seq}", "node_id": f"node_{seq}", "intent": "x",
+                                                "outcome": {"success": True, "tokens_used": 1, "latency_ms": 1}})
+
+    assert in_threads(4, work) == []
+    run = Run.objects.get(run_id="interleaved")
+    assert (run.decision_count, run.success_count, run.total_tokens) == (60, 60, 60)
+    assert run.nodes_executed == [f"node_{seq}" for seq in range(60)]
