@@ -268,11 +268,13 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> D
     when this is not that case (unknown run, replay, a later decision stored, no position without the
     run's count): then `add_decision` takes its locked transaction, which answers every case.
 
-    The statement INSERTs the row and UPDATEs the run's counters, which locks the run row the way
-    SELECT ... FOR UPDATE did, and a concurrent writer's UPDATE is applied to the row as this one left
-    it, so the counters stay increments. What the statement's snapshot cannot see is a decision a
-    concurrent writer stored while it waited for that lock: the count it saw differs from the count it
-    updated, and the run's nodes are then rebuilt under the lock. Five round trips become one.
+    The statement first locks the run row (SELECT ... FOR UPDATE in a CTE, re-checked on the latest row
+    version), so it queues behind every other writer of the run exactly as the locked transaction does,
+    and only a run whose decisions are not folded into the pattern groups yet qualifies (a folded run's
+    new decisions must reach the groups: the locked path does that). Then it INSERTs the row and UPDATEs
+    the counters as increments. What the statement's snapshot cannot see is a decision a concurrent writer
+    stored while it waited for that lock: the count it saw differs from the count it updated, and the
+    run's nodes are then rebuilt under the lock. Five round trips become one.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "postgresql":
@@ -290,7 +292,7 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> D
     now = Run._meta.get_field("updated_at").get_db_prep_save(timezone.now(), connection)
     with connection.cursor() as cursor:
         cursor.execute(_append_sql(connection), [
-            *(write(row[key]) for key, write, _ in columns[1:]), run_id, seq,
+            run_id, *(write(row[key]) for key, write, _ in columns[1:]), seq,
             now, ok, bad, tokens, latency, nodes, nodes])
         found = cursor.fetchone()
     if found is None:
@@ -318,11 +320,13 @@ def _append_sql(connection) -> str:
         values = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields[1:])
         added = ", ".join(f"{column[name]} = r.{column[name]} + %s"
                           for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
-        nodes = column["nodes_executed"]
+        nodes, pending = column["nodes_executed"], quote(Run._meta.get_field("pattern_pending").column)
         sql = _APPEND_PLANS[connection.vendor] = (
-            f"WITH ins AS (INSERT INTO {decisions} AS added ({', '.join(quote(f.column) for f in fields)}) "
-            f"SELECT r.{column['id']}, {values} FROM {runs} r WHERE r.{column['run_id']} = %s "
-            f"AND NOT EXISTS (SELECT 1 FROM {decisions} d WHERE d.{owner} = r.{column['id']} AND d.{position} >= %s) "
+            f"WITH locked AS (SELECT r.{column['id']} FROM {runs} r WHERE r.{column['run_id']} = %s "
+            f"AND r.{pending} FOR UPDATE), "
+            f"ins AS (INSERT INTO {decisions} AS added ({', '.join(quote(f.column) for f in fields)}) "
+            f"SELECT l.{column['id']}, {values} FROM locked l "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {decisions} d WHERE d.{owner} = l.{column['id']} AND d.{position} >= %s) "
             f"ON CONFLICT DO NOTHING RETURNING added.{quote(Decision._meta.pk.column)}, added.{owner}, "
             f"(SELECT s.{column['decision_count']} FROM {runs} s WHERE s.{column['id']} = added.{owner}) AS seen) "
             f"UPDATE {runs} r SET {column['updated_at']} = %s, "
