@@ -59,7 +59,7 @@ class Transport:
         batch_size: int = 1000,
         flush_interval: float = 0.2,
         flush_timeout: float | None = None,
-        max_queue: int = 50_000,
+        max_queue: int = 20_000,
         max_queue_bytes: int = 24 * 1024 * 1024,
         spool_dir: str | os.PathLike | None = None,
         timeout: float = 10.0,
@@ -120,7 +120,10 @@ class Transport:
             self._queue.append(event)
             self._queued_bytes += weight
             size = len(self._queue)
-            if size > self.max_queue or self._queued_bytes > self.max_queue_bytes or self._closed:
+            # While the dashboard is known to be down, nothing is gained by holding more than a batch in
+            # RAM (an agent can outrun the sender's spills by far): those go to disk from here.
+            bound = self.batch_size if self._down else self.max_queue
+            if size > bound or self._queued_bytes > self.max_queue_bytes or self._closed:
                 # Past the bound (the dashboard is slow or down): to disk, not RAM. Rare by design.
                 overflow = self._take(size)
         if overflow is not None:
@@ -209,6 +212,8 @@ class Transport:
                 self._taken = batch
             result = self._deliver([event for _, event in batch])
             self.stats["sent"] += result.accepted
+            if not result.ok:  # known down before spooling, so the agent's side stops queueing at once
+                self._enter_backoff(result)
             with self._lock:
                 abandoned, self._abandoned = self._abandoned, False
             if not result.ok and not abandoned:
@@ -219,7 +224,6 @@ class Transport:
                 self._taken = None
                 self._idle.notify_all()
             if not result.ok:
-                self._enter_backoff(result)
                 return
             self._recovered()
 

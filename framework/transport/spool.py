@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ logger = logging.getLogger("framework.transport")
 
 _writer_counter = itertools.count()
 SEGMENT_MAX_BYTES = 16 * 1024 * 1024
+WRITE_CHUNK_BYTES = 1024 * 1024
 LOCK_NAME = ".replay.lock"
 
 
@@ -95,14 +96,14 @@ class Spool:
     # === WRITING ===
 
     def append(self, events: list[tuple[int, dict[str, Any] | str]]) -> None:
-        """Write (seq, event) pairs durably: one write and one fsync for the lot (events as dicts or JSON text)."""
+        """Write (seq, event) pairs durably: one fsync for the lot (events as dicts or JSON text)."""
         if not events:
             return
-        data = "".join(encode(event) + "\n" for _, event in events)
+        data = _lines(events)
         first_seq, last_seq = events[0][0], events[-1][0]
         with self._lock:
             if self._active_fd is not None and first_seq > self._active_last_seq and self._active_size < SEGMENT_MAX_BYTES:
-                self._write(self._active_fd, data)
+                self._active_size += self._write(self._active_fd, data)
             elif self._active_fd is not None and first_seq <= self._active_last_seq:
                 # Older than what the open segment holds: a segment of their own, which sorts before it.
                 fd, _path = self._open_segment(first_seq)
@@ -112,9 +113,8 @@ class Spool:
             else:
                 self._seal_active()
                 self._active_fd, self._active = self._open_segment(first_seq)
-                self._write(self._active_fd, data)
+                self._active_size += self._write(self._active_fd, data)
             self._active_last_seq = last_seq
-            self._active_size += len(data)
 
     def _open_segment(self, first_seq: int) -> tuple[int, Path]:
         for attempt in itertools.count():
@@ -128,9 +128,15 @@ class Spool:
             return fd, path
         raise AssertionError("unreachable")
 
-    def _write(self, fd: int, data: str) -> None:
-        os.write(fd, data.encode("utf-8"))
+    def _write(self, fd: int, data: Iterator[bytes]) -> int:
+        written = 0
+        for chunk in data:
+            while chunk:
+                done = os.write(fd, chunk)
+                written += done
+                chunk = chunk[done:]
         os.fsync(fd)
+        return written
 
     def _seal_active(self) -> None:
         if self._active_fd is not None:
@@ -225,3 +231,18 @@ class Spool:
             _remove(segment)
         finally:
             os.close(fd)
+
+
+def _lines(events: list[tuple[int, dict[str, Any] | str]]) -> Iterator[bytes]:
+    """The events as JSON lines in UTF-8, about WRITE_CHUNK_BYTES at a time: an overflow of 20,000 events
+    (what an agent queues while its dashboard is down) is never copied whole in memory, only the chunk."""
+    lines: list[str] = []
+    size = 0
+    for _, event in events:
+        lines.append(encode(event))
+        size += len(lines[-1])
+        if size >= WRITE_CHUNK_BYTES:
+            yield ("\n".join(lines) + "\n").encode("utf-8")
+            lines, size = [], 0
+    if lines:
+        yield ("\n".join(lines) + "\n").encode("utf-8")

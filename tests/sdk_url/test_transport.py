@@ -121,6 +121,21 @@ def test_memory_stays_bounded_while_the_dashboard_is_down_for_100000_events(spoo
     assert len(spooled_events(spool_root)) == 100_000
 
 
+def test_once_the_dashboard_is_known_down_at_most_a_batch_waits_in_memory(spool_root):
+    transport = Transport(f"http://127.0.0.1:{free_port()}", api_key="k", batch_size=500, backoff_min=5)
+    event = {"type": "decision", "run_id": "run_1", "decision_id": "dec_0", "body": {"id": "dec_0", "intent": "x"}}
+    transport.enqueue(event)
+    transport.flush(timeout=5)  # the sender tries, finds nothing listening, spools it
+    assert transport._down
+    largest = 0
+    for _ in range(20_000):
+        transport.enqueue(event)
+        largest = max(largest, len(transport._queue))
+    transport.close(timeout=1)
+    assert largest <= 500  # not the 50,000-event bound for a dashboard that is merely slow
+    assert transport.stats["spooled"] == len(spooled_events(spool_root)) == 20_001
+
+
 def test_the_queue_is_bounded_in_bytes_too_and_spooled_events_are_what_the_runtime_reported(spool_root):
     # A dashboard that is down (nothing listens) and a sender that never wakes up: only the bound spills.
     runtime = Runtime(f"http://127.0.0.1:{free_port()}", api_key="k", max_queue_bytes=100_000, flush_interval=60,
