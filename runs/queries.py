@@ -9,7 +9,6 @@ than every decision. The SQL is plain enough for SQLite (3.25+) and PostgreSQL a
 
 from typing import Any
 
-from django.db import connection
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import Coalesce
 
@@ -19,28 +18,13 @@ from framework.builder.results import PatternAnalysis
 from . import rollups
 from .models import Decision, GoalDay, PatternGroup, Run, RunStatus
 
-RUNS = Run._meta.db_table
 DECISIONS = Decision._meta.db_table
 GROUPS = PatternGroup._meta.db_table
 GOAL_DAYS = GoalDay._meta.db_table
 WORST_NODES = 5
 
 
-def _ranked_runs(where: str) -> str:
-    """A CTE numbering the selected runs in index order (`Run.objects.in_index_order()`)."""
-    return (
-        f"ranked AS (SELECT id, ROW_NUMBER() OVER (ORDER BY CASE WHEN end_seq IS NULL THEN 1 ELSE 0 END, "
-        f"end_seq, id) AS rnk FROM {RUNS} WHERE {where})"
-    )
-
-
-FIRST_SEEN = "MIN(r.rnk * 4294967296 + d.seq)"
-
-
-def _rows(sql: str, params: list[Any]) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+FIRST_SEEN = f"MIN(r.rnk * {rollups.RANK_BITS} + d.seq)"
 
 
 def goal_aggregates(goal_id: str) -> dict[str, Any]:
@@ -58,7 +42,8 @@ def goal_aggregates(goal_id: str) -> dict[str, Any]:
     )
     groups: dict[tuple[str, str, str], list] = {}
     run_count = completed_count = 0
-    for _goal, kind, key, detail, total, failed, end_seq, run, seq in _rows(sql, [*live_params, goal_id, goal_id]):
+    answer = rollups.rows(sql, [*live_params, goal_id, goal_id])
+    for _goal, kind, key, detail, total, failed, end_seq, run, seq in answer:
         if kind == "runs":
             run_count, completed_count = int(total), int(failed)
             continue
@@ -93,8 +78,8 @@ def goal_patterns(goal_id: str) -> PatternAnalysis | None:
 
 def node_aggregates(node_id: str) -> dict[str, Any]:
     """The keyword arguments of `heuristics.node_performance` for one node, over every run."""
-    rows = _rows(
-        f"WITH {_ranked_runs(f'id IN (SELECT run_id FROM {DECISIONS} WHERE node_id = %s)')} "
+    rows = rollups.rows(
+        f"WITH {rollups.ranked_runs(f'id IN (SELECT run_id FROM {DECISIONS} WHERE node_id = %s)')} "
         f"SELECT d.decision_type, COUNT(*), SUM(CASE WHEN d.outcome_success = %s THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN d.outcome_success IS NULL THEN 0 ELSE d.outcome_latency_ms END), "
         f"SUM(CASE WHEN d.outcome_success IS NULL THEN 0 ELSE d.outcome_tokens END), {FIRST_SEEN} AS fs "

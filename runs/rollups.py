@@ -126,7 +126,7 @@ def rebuild() -> dict[str, int]:
 # write to a folded run locks in two passes (out, then in), so it can rarely deadlock with one of them and
 # be refused by PostgreSQL, like any conflicting write, for the sender to retry.
 
-_RANK_BITS = 4294967296  # 2**32: a group's first decision ranks as run rank * 2**32 + seq
+RANK_BITS = 4294967296  # 2**32: a decision ranks as its run's rank * 2**32 + seq
 NO_END_SEQ = 2**62  # a running run's place in a first-seen key: after every ended run, then by pk
 
 
@@ -134,6 +134,19 @@ def _table(model_name: str) -> str:
     from django.apps import apps
 
     return connection.ops.quote_name(apps.get_model("runs", model_name)._meta.db_table)
+
+
+def ranked_runs(where: str) -> str:
+    """A CTE `ranked` (id, goal_id, end_seq, rnk) numbering the runs `where` selects in index order
+    (`Run.objects.in_index_order()`: ended runs by end_seq, then running ones; pk breaks ties)."""
+    return (f"ranked AS (SELECT id, goal_id, end_seq, ROW_NUMBER() OVER (ORDER BY CASE WHEN end_seq IS NULL "
+            f"THEN 1 ELSE 0 END, end_seq, id) AS rnk FROM {_table('Run')} WHERE {where})")
+
+
+def rows(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def groups_query(run_where: str, run_params: list, decision_where: str = "1 = 1",
@@ -145,9 +158,8 @@ def groups_query(run_where: str, run_params: list, decision_where: str = "1 = 1"
     from framework.builder.heuristics import INTENT_KEY_LENGTH
 
     sql = (
-        f"WITH ranked AS (SELECT id, goal_id, end_seq, ROW_NUMBER() OVER (ORDER BY CASE WHEN end_seq IS NULL "
-        f"THEN 1 ELSE 0 END, end_seq, id) AS rnk FROM {_table('Run')} WHERE {run_where}), "
-        f"picked AS (SELECT r.goal_id, r.rnk * {_RANK_BITS} + d.seq AS pos, d.outcome_success AS ok, "
+        f"WITH {ranked_runs(run_where)}, "
+        f"picked AS (SELECT r.goal_id, r.rnk * {RANK_BITS} + d.seq AS pos, d.outcome_success AS ok, "
         "COALESCE(NULLIF(d.outcome_error, ''), 'Unknown error') AS label, d.node_id, d.decision_type, "
         f"SUBSTR(d.intent, 1, {INTENT_KEY_LENGTH}) AS intent_key, d.chosen_description "
         f"FROM {_table('Decision')} d JOIN ranked r ON r.id = d.run_id WHERE {decision_where}), "
@@ -161,8 +173,8 @@ def groups_query(run_where: str, run_params: list, decision_where: str = "1 = 1"
         "UNION ALL SELECT goal_id, 'choice', intent_key, chosen_description, COUNT(*), 0, MIN(pos) FROM picked "
         "WHERE chosen_description IS NOT NULL GROUP BY goal_id, intent_key, chosen_description) "
         f"SELECT g.goal_id, g.kind, g.k, g.detail, g.total, g.failed, COALESCE(r.end_seq, {NO_END_SEQ}), r.id, "
-        f"g.fs %% {_RANK_BITS} "
-        f"FROM grouped g JOIN ranked r ON r.rnk = g.fs / {_RANK_BITS}"
+        f"g.fs %% {RANK_BITS} "
+        f"FROM grouped g JOIN ranked r ON r.rnk = g.fs / {RANK_BITS}"
     )
     return sql, [*run_params, *(decision_params or []), False, True]
 
@@ -172,18 +184,12 @@ def _digest(kind: str, key: str, detail: str) -> str:
     return hashlib.sha256(f"{kind}\0{key}\0{detail}".encode()).hexdigest()
 
 
-def _rows(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
 def _contributions(run, decision_ids: list[str] | None) -> list[tuple]:
     """What `run`'s decisions (or only `decision_ids`) add to its goal's groups, with their first-seen keys."""
     if decision_ids is None:
-        return _rows(*groups_query("id = %s", [run.pk]))
+        return rows(*groups_query("id = %s", [run.pk]))
     marks = ", ".join(["%s"] * len(decision_ids))
-    return _rows(*groups_query("id = %s", [run.pk], f"d.decision_id IN ({marks})", list(decision_ids)))
+    return rows(*groups_query("id = %s", [run.pk], f"d.decision_id IN ({marks})", list(decision_ids)))
 
 
 def _add(rows: list[tuple]) -> None:
@@ -226,11 +232,11 @@ def repair_first_seen(goal_id: str) -> None:
     """Give each stale group of the goal its true first-seen key, walking the goal's folded runs in index
     order from the lowest bound: the first chunk that holds one of a group's decisions holds its first."""
     table = _table("PatternGroup")
-    stale = {digest: (end_seq, run) for digest, end_seq, run in _rows(
+    stale = {digest: (end_seq, run) for digest, end_seq, run in rows(
         f"SELECT digest, first_end_seq, first_run FROM {table} WHERE goal_id = %s AND stale", [goal_id])}
     start, size = min(stale.values(), default=None), REPAIR_CHUNK
     while stale:
-        chunk = _rows(
+        chunk = rows(
             f"SELECT id, COALESCE(end_seq, {NO_END_SEQ}) AS place FROM {_table('Run')} WHERE goal_id = %s "
             f"AND NOT pattern_pending AND (COALESCE(end_seq, {NO_END_SEQ}), id) >= (%s, %s) "
             "ORDER BY place, id LIMIT %s",
@@ -240,7 +246,7 @@ def repair_first_seen(goal_id: str) -> None:
             return
         marks = ", ".join(["%s"] * len(chunk))
         found = []
-        for _goal, kind, k, detail, _total, _failed, end_seq, run, seq in _rows(
+        for _goal, kind, k, detail, _total, _failed, end_seq, run, seq in rows(
                 *groups_query(f"id IN ({marks})", [pk for pk, _ in chunk])):
             if stale.pop(digest := _digest(kind, k, detail), None) is not None:
                 found.append((end_seq, run, seq, goal_id, digest))
@@ -308,7 +314,7 @@ def fold_idle_runs(idle: timedelta, *, limit: int = 1000) -> int:
 def _refold_goal(goal_id: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {_table('PatternGroup')} WHERE goal_id = %s", [goal_id])
-    _add(_rows(*groups_query("goal_id = %s AND NOT pattern_pending", [goal_id])))
+    _add(rows(*groups_query("goal_id = %s AND NOT pattern_pending", [goal_id])))
 
 
 def rebuild_patterns(run_model, group_model) -> int:
@@ -316,6 +322,6 @@ def rebuild_patterns(run_model, group_model) -> int:
     The caller holds writers off (see `rebuild`)."""
     group_model.objects.all().delete()
     run_model.objects.filter(pattern_pending=True).update(pattern_pending=False)
-    rows = _rows(*groups_query("1 = 1", []))
-    _add(rows)
-    return len(rows)
+    groups = rows(*groups_query("1 = 1", []))
+    _add(groups)
+    return len(groups)
