@@ -42,6 +42,10 @@ class Migration(migrations.Migration):
             model_name='run',
             index=models.Index(condition=models.Q(('pattern_pending', True)), fields=['goal_id'], name='run_goal_pending_idx'),
         ),
+        migrations.AddIndex(
+            model_name='patterngroup',
+            index=models.Index(condition=models.Q(('stale', True)), fields=['goal_id'], name='patterngroup_stale_idx'),
+        ),
         migrations.AddConstraint(
             model_name='patterngroup',
             constraint=models.UniqueConstraint(fields=('goal_id', 'digest'), name='patterngroup_unique'),
