@@ -120,11 +120,10 @@ class Transport:
             self._queue.append(event)
             self._queued_bytes += weight
             size = len(self._queue)
-            # While the dashboard is known to be down, nothing is gained by holding more than a batch in
-            # RAM (an agent can outrun the sender's spills by far): those go to disk from here.
+            # Past the bound (a slow dashboard), or past one batch while it is known to be down (nothing is
+            # gained by holding more, and an agent can outrun the sender's spills by far): to disk, not RAM.
             bound = self.batch_size if self._down else self.max_queue
             if size > bound or self._queued_bytes > self.max_queue_bytes or self._closed:
-                # Past the bound (the dashboard is slow or down): to disk, not RAM. Rare by design.
                 overflow = self._take(size)
         if overflow is not None:
             self._to_spool(overflow)
