@@ -8,7 +8,8 @@ from runs import rollups
 class Command(BaseCommand):
     help = ("Recompute the per-goal, per-day run counts (what the goals overview and goal pages read) and the "
             "per-goal pattern groups (what the patterns and suggestions answers read) from the rows. Every "
-            "write keeps them current; run this after loading rows by other means (raw SQL, a restored dump). On PostgreSQL, run writers wait while it runs; readers do not.")
+            "write keeps them current; run this after loading rows by other means (raw SQL, a restored dump). "
+            "On PostgreSQL, run writers wait while it runs; readers do not.")
 
     def handle(self, *args, **options):
         rows = rollups.rebuild()
