@@ -130,6 +130,11 @@ if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("TEST", {})["NAME"] = env_str("DATABASE_TEST_NAME", "test_framework")
+        # Django's cursors bind parameters client-side and never prepare; this only lets the ingest hot
+        # path prepare its own few statements (runs/rawsql.py). psycopg's default (None) forbids that; a
+        # pooler in transaction mode that cannot keep prepared statements needs DB_PREPARED_STATEMENTS=0.
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+            2**31 - 1 if env_bool("DB_PREPARED_STATEMENTS", True) else None)
 else:
     DATABASES = {
         "default": {

@@ -20,7 +20,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
-from . import rollups
+from . import rawsql, rollups
 from .models import Decision, Problem, Run, RunStatus, fetch_one
 from .schemas import (
     METRICS_EXTRA_KEY, DecisionIn, OutcomeIn, ProblemIn, RunEndIn, RunFileIn, RunStartIn, unchecked_many,
@@ -219,8 +219,9 @@ def _nodes_after_insert(run: Run, decision: Decision, *, later: bool) -> list[st
     return nodes
 
 
-def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
-    """Record a decision (and its inline outcome, if any). `created` is False on a replay."""
+def add_decision(run_id: str, data: Any) -> tuple[dict[str, Any], bool]:
+    """Record a decision (and its inline outcome, if any): what the API answers (`DecisionOut`'s fields)
+    and `created`, False on a replay."""
     payload = validate(DecisionIn, data, "decision")
     fields = _decision_fields(payload)
     new = dict(fields)
@@ -229,8 +230,8 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
     if payload.outcome is not None:  # a new decision's inline outcome: one INSERT, one counter UPDATE
         new.update(_outcome_fields(payload.outcome))
         new.setdefault("outcome_timestamp", timezone.now())
-    if (decision := _append_decision(run_id, payload, new)) is not None:
-        return decision, True
+    if (seq := _append_decision(run_id, payload, new)) is not None:
+        return _decision_answer(run_id, payload.id, seq, new), True
     with transaction.atomic():
         run = _locked_run(run_id)
         seq = payload.index if payload.index is not None else _default_seq(run, payload.id)
@@ -257,85 +258,125 @@ def add_decision(run_id: str, data: Any) -> tuple[Decision, bool]:
                 )
             if payload.outcome is not None:
                 _apply_outcome(run, decision, payload.outcome)
-        return decision, created
+        return _decision_answer(run_id, decision.decision_id, decision.seq, vars(decision)), created
 
 
-_APPEND_PLANS: dict[str, str] = {}
+def _decision_answer(run_id: str, decision_id: str, seq: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """`DecisionOut`'s fields, from the stored decision's column values by field name."""
+    success = fields.get("outcome_success")
+    return {"run_id": run_id, "decision_id": decision_id, "seq": seq, "node_id": fields["node_id"],
+            "decision_type": fields["decision_type"], "chosen_option_id": fields["chosen_option_id"],
+            "chosen_description": fields["chosen_description"], "has_outcome": success is not None,
+            "outcome_success": success}
 
 
-def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> Decision | None:
-    """PostgreSQL: a new decision at the end of its run stored in one autocommitted statement, or None
-    when this is not that case (unknown run, replay, a later decision stored, no position without the
-    run's count): then `add_decision` takes its locked transaction, which answers every case.
+_APPEND_PLANS: dict[str, tuple[str, ...]] = {}
 
-    The statement first locks the run row (SELECT ... FOR UPDATE in a CTE, re-checked on the latest row
-    version), so it queues behind every other writer of the run exactly as the locked transaction does,
-    and only a run whose decisions are not folded into the pattern groups yet qualifies (a folded run's
-    new decisions must reach the groups: the locked path does that). Then it INSERTs the row and UPDATEs
-    the counters as increments. What the statement's snapshot cannot see is a decision a concurrent writer
-    stored while it waited for that lock: the count it saw differs from the count it updated, and the
-    run's nodes are then rebuilt under the lock. Five round trips become one.
+
+def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> int | None:
+    """A new decision at the end of its run, stored in the fewest statements the database allows (its
+    position), or None when this is not that case (unknown run, replay, a later decision stored, no position without the
+    run's count, a run already folded into the pattern groups): then `add_decision` takes its locked
+    transaction, which answers every case. The statements go through `rawsql` (prepared on PostgreSQL).
+
+    Only a run whose decisions are not folded into the pattern groups yet qualifies (a folded run's new
+    decisions must reach the groups: the locked path does that), and only when no decision at or after
+    this position is stored (else the run's nodes need the recount of the locked path).
+
+    - PostgreSQL: one autocommitted statement. It first locks the run row (SELECT ... FOR UPDATE in a
+      CTE, re-checked on the latest row version), so it queues behind every other writer of the run
+      exactly as the locked transaction does; then it INSERTs the row and UPDATEs the counters as
+      increments. What the statement's snapshot cannot see is a decision a concurrent writer stored while
+      it waited for that lock: the count it saw differs from the count it updated, and the run's nodes
+      are then rebuilt under the lock.
+    - SQLite: one IMMEDIATE transaction (the whole database's write lock, so nothing can race it) with an
+      INSERT ... SELECT that finds the run and checks the conditions, and the counter UPDATE, which adds
+      the node to `nodes_executed` in SQL (JSON1).
     """
     connection = connections[DEFAULT_DB_ALIAS]
-    if connection.vendor != "postgresql":
+    if connection.vendor not in ("postgresql", "sqlite"):
         return None
     seq = payload.index
     if seq is None:
         if (match := _DEC_N.fullmatch(payload.id)) is None:
             return None
         seq = int(match.group(1))
-    decision = Decision(decision_id=payload.id, seq=seq, **new)
-    row = _row_of(decision)
     _, columns = _insert_plan(connection)
-    ok, bad, tokens, latency = _outcome_contribution(decision)
-    nodes = connection.ops.adapt_json_value([decision.node_id], None)
-    now = Run._meta.get_field("updated_at").get_db_prep_save(timezone.now(), connection)
-    with connection.cursor() as cursor:
-        cursor.execute(_append_sql(connection), [
-            run_id, *(write(row[key]) for key, write, _ in columns[1:]), seq,
-            now, ok, bad, tokens, latency, nodes, nodes])
+    row = {"decision_id": payload.id, "seq": seq, **new}
+    values = [write(row[key]) if key in row else write(default()) for key, write, default in columns[1:]]
+    added = _contribution(row.get("outcome_success"), row.get("outcome_tokens", 0), row.get("outcome_latency_ms", 0))
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    node_id, plan = row["node_id"], _append_plan(connection)
+    if connection.vendor == "sqlite":
+        with rawsql.immediate_transaction(connection):
+            with rawsql.cursor(connection, plan[0], [*values, run_id, seq]) as cursor:
+                found = cursor.fetchone()
+            if found is None:
+                return None
+            with rawsql.cursor(connection, plan[1], [now, *added, node_id, node_id, found[1]]):
+                pass
+        return seq
+    nodes = connection.ops.adapt_json_value([node_id], None)
+    with rawsql.cursor(connection, plan[0], [run_id, *values, seq, now, *added, nodes, nodes]) as cursor:
         found = cursor.fetchone()
     if found is None:
         return None
-    decision.pk, run_pk, raced = found
-    decision.run = Run(pk=run_pk, run_id=run_id)
-    decision._state.adding = False
-    if raced:
+    if found[2]:  # raced: a decision stored while the statement waited for the run's lock
         with transaction.atomic():
             run = _locked_run(run_id)
-            _bump_run(run, nodes_executed=_nodes_after_insert(run, decision, later=True))
-    return decision
+            stored = Decision(pk=found[0], run=run, decision_id=payload.id, seq=seq, node_id=node_id)
+            _bump_run(run, nodes_executed=_nodes_after_insert(run, stored, later=True))
+    return seq
 
 
-def _append_sql(connection) -> str:
-    if (sql := _APPEND_PLANS.get(connection.vendor)) is None:
-        quote = connection.ops.quote_name
-        fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
-        assert fields[0].name == "run"  # filled from the run row, not a parameter
-        column = {name: quote(Run._meta.get_field(name).column) for name in (
-            "id", "run_id", "updated_at", "nodes_executed", "decision_count", "success_count", "failure_count",
-            "total_tokens", "total_latency_ms")}
-        owner, position = quote(fields[0].column), quote(Decision._meta.get_field("seq").column)
-        decisions, runs = quote(Decision._meta.db_table), quote(Run._meta.db_table)
+def _append_plan(connection) -> tuple[str, ...]:
+    """The statements of `_append_decision` for `connection`'s database, built once."""
+    if (plan := _APPEND_PLANS.get(connection.vendor)) is not None:
+        return plan
+    quote = connection.ops.quote_name
+    fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
+    assert fields[0].name == "run"  # filled from the run row, not a parameter
+    column = {name: quote(Run._meta.get_field(name).column) for name in (
+        "id", "run_id", "updated_at", "nodes_executed", "decision_count", "success_count", "failure_count",
+        "total_tokens", "total_latency_ms", "pattern_pending")}
+    owner, position = quote(fields[0].column), quote(Decision._meta.get_field("seq").column)
+    decisions, runs = quote(Decision._meta.db_table), quote(Run._meta.db_table)
+    decision_pk = quote(Decision._meta.pk.column)
+    insert = f"INSERT INTO {decisions} AS added ({', '.join(quote(f.column) for f in fields)}) "
+    pending = f"WHERE r.{column['run_id']} = %s AND r.{column['pattern_pending']}"
+
+    def nothing_after(alias: str) -> str:
+        return (f"NOT EXISTS (SELECT 1 FROM {decisions} d WHERE d.{owner} = {alias}.{column['id']} "
+                f"AND d.{position} >= %s)")
+    nodes = column["nodes_executed"]
+    if connection.vendor == "sqlite":
+        added = ", ".join(f"{column[name]} = {column[name]} + %s"
+                          for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
+        plan = (
+            f"{insert}SELECT r.{column['id']}, {', '.join(['%s'] * (len(fields) - 1))} FROM {runs} r {pending} AND {nothing_after('r')} "
+            f"ON CONFLICT DO NOTHING RETURNING {decision_pk}, {owner}",
+            f"UPDATE {runs} SET {column['updated_at']} = %s, "
+            f"{column['decision_count']} = {column['decision_count']} + 1, {added}, "
+            f"{nodes} = CASE WHEN EXISTS (SELECT 1 FROM json_each({nodes}) WHERE value = %s) THEN {nodes} "
+            f"ELSE json_insert({nodes}, '$[#]', %s) END WHERE {column['id']} = %s",
+        )
+    else:
         values = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields[1:])
         added = ", ".join(f"{column[name]} = r.{column[name]} + %s"
                           for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
-        nodes, pending = column["nodes_executed"], quote(Run._meta.get_field("pattern_pending").column)
-        sql = _APPEND_PLANS[connection.vendor] = (
-            f"WITH locked AS (SELECT r.{column['id']} FROM {runs} r WHERE r.{column['run_id']} = %s "
-            f"AND r.{pending} FOR UPDATE), "
-            f"ins AS (INSERT INTO {decisions} AS added ({', '.join(quote(f.column) for f in fields)}) "
-            f"SELECT l.{column['id']}, {values} FROM locked l "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {decisions} d WHERE d.{owner} = l.{column['id']} AND d.{position} >= %s) "
-            f"ON CONFLICT DO NOTHING RETURNING added.{quote(Decision._meta.pk.column)}, added.{owner}, "
+        plan = (
+            f"WITH locked AS (SELECT r.{column['id']} FROM {runs} r {pending} FOR UPDATE), "
+            f"ins AS ({insert}SELECT l.{column['id']}, {values} FROM locked l WHERE {nothing_after('l')} "
+            f"ON CONFLICT DO NOTHING RETURNING added.{decision_pk}, added.{owner}, "
             f"(SELECT s.{column['decision_count']} FROM {runs} s WHERE s.{column['id']} = added.{owner}) AS seen) "
             f"UPDATE {runs} r SET {column['updated_at']} = %s, "
             f"{column['decision_count']} = r.{column['decision_count']} + 1, {added}, "
             f"{nodes} = CASE WHEN r.{nodes} @> CAST(%s AS jsonb) THEN r.{nodes} ELSE r.{nodes} || CAST(%s AS jsonb) END "
             f"FROM ins WHERE r.{column['id']} = ins.{owner} "
-            f"RETURNING ins.{quote(Decision._meta.pk.column)}, r.{column['id']}, r.{column['decision_count']} <> ins.seen + 1"
+            f"RETURNING ins.{decision_pk}, r.{column['id']}, r.{column['decision_count']} <> ins.seen + 1",
         )
-    return sql
+    _APPEND_PLANS[connection.vendor] = plan
+    return plan
 
 
 def _outcome_contribution(decision: Decision) -> tuple[int, int, int, int]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 import framework as sdk
 
-from . import rollups
+from . import rawsql, rollups
 
 
 _FETCH_PLANS: dict[tuple, tuple[str, list, list]] = {}
@@ -30,8 +30,9 @@ def fetch_one(model: type[models.Model], where: dict[str, object], *, for_update
     """The row of `model` whose fields equal `where` (None: IS NULL) as an instance, or None.
 
     What `model.objects.filter(**where).first()` returns (`select_for_update()` with `for_update`), from
-    SQL built once per shape and values run through the same converters the ORM applies: the API-key and
-    run lookups that start every ingest request no longer compile a query each time.
+    SQL built once per shape, run on the driver's cursor (`rawsql`: prepared once on PostgreSQL), and
+    values run through the same converters the ORM applies: the API-key and run lookups that start every
+    ingest request no longer compile (or plan) a query each time.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     shape = (model, tuple((name, where[name] is None) for name in where), for_update, connection.vendor)
@@ -51,8 +52,7 @@ def fetch_one(model: type[models.Model], where: dict[str, object], *, for_update
     sql, names, conversions = plan
     params = [model._meta.get_field(name).get_db_prep_value(value, connection)
               for name, value in where.items() if value is not None]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    with rawsql.cursor(connection, sql, params) as cursor:
         row = cursor.fetchone()
     if row is None:
         return None

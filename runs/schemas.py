@@ -10,7 +10,7 @@ dropped: the dashboard recomputes them.
 import math
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import pydantic_core
 from ninja import Schema
@@ -251,6 +251,7 @@ def storable_json(body: bytes) -> Any:
     return pydantic_core.from_json(body, allow_inf_nan=False)
 
 
+T = TypeVar("T", bound=BaseModel)
 _STORABLE_CHECKS = {"_storable_text", "_storable_json", "_storable_extras", "_storable_evaluation"}
 _UNCHECKED: dict[type, pydantic_core.SchemaValidator] = {}
 
@@ -264,6 +265,13 @@ def _without_storable_checks(schema: Any) -> Any:
         inner = _without_storable_checks(schema["schema"])
         return {**inner, "ref": schema["ref"]} if "ref" in schema and "ref" not in inner else inner
     return {key: _without_storable_checks(value) for key, value in schema.items()}
+
+
+def unchecked_one(schema: type[T], item: Any) -> T:
+    """`unchecked_many` for one item (an object parsed by `storable_json`)."""
+    if not isinstance(item, dict):
+        raise ValueError("not a JSON object")  # `ingest.validate` words it
+    return unchecked_many(schema, [item])[0]
 
 
 def unchecked_many(schema: type[BaseModel], items: list) -> list:

@@ -105,3 +105,23 @@ def test_a_single_decision_answer_carries_what_was_stored(api_client):
                              "has_outcome": True, "outcome_success": False}
     replay = api_client.post("/api/v1/runs/run_one/decisions", json.dumps(body), content_type="application/json")
     assert replay.status_code == 200 and replay.json() == answer.json()
+
+
+def test_one_event_requests_keep_the_runs_nodes_in_order_whatever_their_text(api_client):
+    """Decisions reported one per request are appended in as few statements as the database allows
+    (the nodes are added in SQL): nodes with quotes, non-ASCII text or JSON-looking names are each
+    listed once, in the order of the decisions, as a recount from the rows lists them."""
+    start(api_client, "run_nodes")
+    nodes = ['say "hi"', "café ☕", "plan", '["plan"]', "plan", "\\", "café ☕"]
+    for seq, node in enumerate(nodes):
+        answer = api_client.post("/api/v1/runs/run_nodes/decisions", json.dumps(
+            {"id": f"dec_{seq}", "node_id": node, "intent": "x", "outcome": {"success": seq % 2 == 0, "tokens_used": seq}}),
+            content_type="application/json")
+        assert answer.status_code == 201, answer.content
+        assert answer.json()["node_id"] == node and answer.json()["seq"] == seq
+    run = Run.objects.get(run_id="run_nodes")
+    assert run.nodes_executed == ['say "hi"', "café ☕", "plan", '["plan"]', "\\"]
+    assert (run.decision_count, run.success_count, run.failure_count, run.total_tokens) == (7, 4, 3, 21)
+    live = [run.nodes_executed, run.decision_count, run.success_count, run.total_tokens]
+    run.recount(save=False)
+    assert live == [run.nodes_executed, run.decision_count, run.success_count, run.total_tokens]
