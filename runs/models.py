@@ -265,7 +265,9 @@ class DecisionQuerySet(models.QuerySet):
 
 
 class Decision(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="decisions")
+    # No index of its own: the unique (run, decision_id) and the (run, seq) index both start with it, and
+    # a third B-tree to update cost every insert.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="decisions", db_index=False)
     decision_id = models.CharField(max_length=200)
     seq = models.PositiveIntegerField(help_text="Position in the run (dec_N has seq N for Runtime ids).")
     timestamp = models.DateTimeField(default=timezone.now)
@@ -323,7 +325,8 @@ class Decision(models.Model):
 
 
 class Problem(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="problems")
+    # No index of its own: the unique (run, problem_id) starts with it.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="problems", db_index=False)
     problem_id = models.CharField(max_length=200)
     seq = models.PositiveIntegerField(default=0)
     severity = models.CharField(max_length=100)
