@@ -23,8 +23,11 @@ from .models import Decision, GoalDay, Problem, Run, RunStatus
 
 PAGE_SIZE = 50
 COUNT_LIMIT = 10_000
-# Text search: each indexed column's subquery stops at this many rows (PostgreSQL); without trigram
-# indexes (SQLite) the search covers the latest SEARCH_WINDOW runs.
+# Text search. A newest- (or oldest-) first page of matches stops reading once it is full, so a common
+# phrase costs a page's worth of runs, not one per match; the total is counted only when the user asks
+# (`count=all`). PostgreSQL has a trigram index per searched column (migration 0005) for rare phrases;
+# counting reads up to SEARCH_BRANCH_LIMIT matches per column. SQLite has no such index: the search covers
+# the latest SEARCH_WINDOW runs.
 SEARCH_BRANCH_LIMIT = 1_000
 SEARCH_WINDOW = 5_000
 TIMELINE_CHUNK = 100
@@ -119,7 +122,8 @@ class RunFilters:
             raise BadRequest("q: the search text is longer than 500 characters")
         return filters
 
-    def apply(self, runs):
+    def apply(self, runs, *, search: bool = True):
+        """`runs` narrowed by every filter (the text search too, unless `search` is False)."""
         if self.goal_id:
             runs = runs.for_goal(self.goal_id)
         if self.status:
@@ -135,7 +139,7 @@ class RunFilters:
         if self.has_problems:
             runs = runs.filter(problem_count__gt=0) if self.has_problems.lower() in TRUE_WORDS \
                 else runs.filter(problem_count=0)
-        if self.q:
+        if self.q and search:
             runs = _text_search(runs, self.q)
         return runs
 
@@ -178,25 +182,56 @@ def search_truncated(text: str) -> bool:
     return branches[0].union(*branches[1:], all=True).count() >= SEARCH_BRANCH_LIMIT
 
 
+def _column_matches(text: str) -> list:
+    """One condition per searched column, each true for a run with `text` in that column: the run's id or
+    narrative, a decision's intent, reasoning or error, a problem's description (case-insensitive)."""
+    def in_decisions(name):
+        return Exists(Decision.objects.filter(run_id=OuterRef("pk"), **{f"{name}__icontains": text}))
+
+    return [Q(narrative__icontains=text), Q(run_id__icontains=text),
+            in_decisions("intent"), in_decisions("reasoning"), in_decisions("outcome_error"),
+            Exists(Problem.objects.filter(run_id=OuterRef("pk"), description__icontains=text))]
+
+
+def _in_search_window(runs):
+    """`runs` among the latest SEARCH_WINDOW runs, as a range on `run_started_idx` (one query finds where
+    it starts), so a newest-first scan reads the index in order and stops as soon as its page is full."""
+    start = list(Run.objects.newest_first().values_list("started_at", "pk")[SEARCH_WINDOW - 1:SEARCH_WINDOW])
+    if not start:
+        return runs
+    started_at, pk = start[0]
+    return runs.filter(started_at__gte=started_at).exclude(started_at=started_at, pk__lt=pk)
+
+
 def _text_search(runs, text: str):
     """Runs whose intent, reasoning, error (of a decision), narrative, id or problem contains `text`.
 
     PostgreSQL: a UNION of one small subquery per searched column, each answered by its trigram index
     (migration 0005) and capped at SEARCH_BRANCH_LIMIT rows, so a common word costs no more than the cap
-    (the list then says its count is a lower bound).
-    SQLite has no such index: the search covers the latest SEARCH_WINDOW runs (newest first, stopping once
-    the page is full), and the page says so.
+    (the list then says its count is a lower bound). This serves the full count, the CSV export and the
+    lists sorted by a counter; pages sorted by start time come from `_matches_in_order`, exactly.
+    SQLite has no such index: the search covers the latest SEARCH_WINDOW runs, one EXISTS per run over its
+    decisions; read newest first, the page's query stops once the page is full. The page says so.
     """
     if connection.vendor == "postgresql":
         branches = _search_branches(text)
         return runs.filter(pk__in=branches[0].union(*branches[1:]))
-    window = Run.objects.newest_first().values("pk")[:SEARCH_WINDOW]
     in_decisions = Decision.objects.filter(
         Q(intent__icontains=text) | Q(reasoning__icontains=text) | Q(outcome_error__icontains=text),
         run_id=OuterRef("pk"))
     in_problems = Problem.objects.filter(description__icontains=text, run_id=OuterRef("pk"))
-    return runs.filter(pk__in=window).filter(
+    return _in_search_window(runs).filter(
         Q(narrative__icontains=text) | Q(run_id__icontains=text) | Exists(in_decisions) | Exists(in_problems))
+
+
+def _matches_in_order(runs, text: str, order: tuple[str, str], limit: int):
+    """The first `limit` of `runs` in `order` (by start time) that contain `text`, on PostgreSQL: exact,
+    whatever the number of matches. One subquery per searched column, each its first `limit` runs in that
+    order, so the planner picks per column either the trigram index (a rare phrase: few rows) or a walk
+    down `run_started_idx` checking each run's decisions until `limit` match (a common phrase: a few
+    hundred runs); the UNION holds at most 6 x `limit` ids."""
+    branches = [runs.filter(match).order_by(*order).values("pk")[:limit] for match in _column_matches(text)]
+    return Run.objects.filter(pk__in=branches[0].union(*branches[1:])).order_by(*order)[:limit]
 
 
 def _encode_cursor(sort: str, value: Any, pk: int) -> str:
@@ -226,31 +261,80 @@ class RunPage:
     runs: list
     next_cursor: str | None
     count: int
-    count_capped: bool
+    count_capped: bool  # `count` is a lower bound ("50+")
+    # A text search's count, not asked for: what the pages seen so far show; `count=all` counts the rest.
+    count_deferred: bool = False
+    # PostgreSQL's capped search stopped at SEARCH_BRANCH_LIMIT matches in some column: the count is a lower
+    # bound and, unless `all_listed` (pages sorted by start time are found exactly), runs may be missing.
+    search_stopped: bool = False
+    all_listed: bool = True
 
 
-def run_page(filters: RunFilters, cursor: str = "", *, page_size: int | None = None) -> RunPage:
-    """One page of the runs list (2 queries: the page and a count bounded at COUNT_LIMIT)."""
-    page_size = page_size or PAGE_SIZE
+def count_all_from_query(params) -> bool:
+    """Whether the user asked for a text search's full count (`?count=all`)."""
+    raw = params.get("count", "").strip()
+    if raw not in ("", "all"):
+        raise BadRequest(f"count: must be all, got {raw!r}")
+    return raw == "all"
+
+
+def _after_cursor(runs, cursor: str, sort: str):
+    value, pk = _decode_cursor(cursor, sort)
+    _label, field_name, descending = SORTS[sort]
+    if descending:
+        return runs.filter(Q(**{f"{field_name}__lt": value}) | Q(**{field_name: value, "pk__lt": pk}))
+    return runs.filter(Q(**{f"{field_name}__gt": value}) | Q(**{field_name: value, "pk__gt": pk}))
+
+
+def _page_rows(runs, filters: RunFilters, cursor: str, page_size: int, exact_search: bool):
+    """The page's runs (at most `page_size`) and the cursor of the next page, if there is one."""
     _label, field_name, descending = SORTS[filters.sort]
-    runs = filters.apply(Run.objects.all())
-    bounded_count = runs.order_by().values("pk")[: COUNT_LIMIT + 1].count()
-    if cursor:
-        value, pk = _decode_cursor(cursor, filters.sort)
-        if descending:
-            runs = runs.filter(Q(**{f"{field_name}__lt": value}) | Q(**{field_name: value, "pk__lt": pk}))
-        else:
-            runs = runs.filter(Q(**{f"{field_name}__gt": value}) | Q(**{field_name: value, "pk__gt": pk}))
     order = (f"-{field_name}", "-pk") if descending else (field_name, "pk")
-    rows = list(runs.order_by(*order).defer("input_data", "output_data", "extra", "edges_traversed")[: page_size + 1])
-    next_cursor = None
-    if len(rows) > page_size:
-        rows = rows[:page_size]
-        last = rows[-1]
-        next_cursor = _encode_cursor(filters.sort, getattr(last, field_name), last.pk)
-    capped = bounded_count > COUNT_LIMIT or (
-        bool(filters.q) and connection.vendor == "postgresql" and search_truncated(filters.q))
-    return RunPage(rows, next_cursor, min(bounded_count, COUNT_LIMIT), capped)
+    if cursor:
+        runs = _after_cursor(runs, cursor, filters.sort)
+    if exact_search:
+        runs = _matches_in_order(runs, filters.q, order, page_size + 1)
+    else:
+        runs = runs.order_by(*order)[: page_size + 1]
+    rows = list(runs.defer("input_data", "output_data", "extra", "edges_traversed"))
+    if len(rows) <= page_size:
+        return rows, None
+    rows = rows[:page_size]
+    return rows, _encode_cursor(filters.sort, getattr(rows[-1], field_name), rows[-1].pk)
+
+
+def run_page(filters: RunFilters, cursor: str = "", *, page_size: int | None = None,
+             count_all: bool = False) -> RunPage:
+    """One page of the runs list and how many runs match.
+
+    Without a text search: 2 queries, the page and a count bounded at COUNT_LIMIT. With one, the page
+    alone: read in the list's order, it stops once full, so its cost follows the page and not the number
+    of runs or matches. Its count is then what the pages so far show: exact when everything fitted,
+    otherwise a lower bound ("50+") with an offer to count them all (`count_all`: a count bounded by
+    SEARCH_WINDOW on SQLite, SEARCH_BRANCH_LIMIT matches per column on PostgreSQL).
+    """
+    page_size = page_size or PAGE_SIZE
+    postgres = connection.vendor == "postgresql"
+    exact_search = bool(filters.q) and postgres and SORTS[filters.sort][1] == "started_at"
+    runs = filters.apply(Run.objects.all(), search=not exact_search)
+    rows, next_cursor = _page_rows(runs, filters, cursor, page_size, exact_search)
+    # The capped search (a full count, or any other sort) may have stopped short.
+    stopped = bool(filters.q) and postgres and (count_all or not exact_search) and search_truncated(filters.q)
+    all_listed = exact_search or not stopped
+    # Runs the pages so far have shown: this one, and before a cursor at least the full page that led here.
+    seen = len(rows) + (page_size if cursor else 0)
+    if filters.q and not count_all:
+        more = bool(next_cursor or cursor)
+        return RunPage(rows, next_cursor, seen, more, count_deferred=more, search_stopped=stopped,
+                       all_listed=all_listed)
+    if exact_search:
+        runs = filters.apply(Run.objects.all())
+    bounded_count = runs.order_by().values("pk")[: COUNT_LIMIT + 1].count()
+    count = min(bounded_count, COUNT_LIMIT)
+    if stopped:  # a capped count may come out below what the exact pages list: the larger bound holds
+        count = max(count, seen)
+    return RunPage(rows, next_cursor, count, bounded_count > COUNT_LIMIT or stopped,
+                   search_stopped=stopped, all_listed=all_listed)
 
 
 def runs_for_export(filters: RunFilters):

@@ -57,10 +57,12 @@ def goal_list(request):
 def run_list(request):
     filters = pages.RunFilters.from_query(request.GET)
     cursor = request.GET.get("cursor", "").strip()
-    page = pages.run_page(filters, cursor)
+    count = "all" if pages.count_all_from_query(request.GET) else ""
+    page = pages.run_page(filters, cursor, count_all=bool(count))
     context = {"filters": filters, "page": page, "statuses": RunStatus.choices, "sorts": pages.SORTS,
-               "first_page": bool(cursor)}
-    return _render(request, "runs/run_list.html", "run-table", context, push_params=filters.as_params(cursor=cursor))
+               "first_page": bool(cursor), "cursor": cursor}
+    return _render(request, "runs/run_list.html", "run-table", context,
+                   push_params=filters.as_params(cursor=cursor, count=count))
 
 
 @bad_request_page

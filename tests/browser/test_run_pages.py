@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import expect
 
+from runs import pages
 from tests.browser.conftest import CHROMIUM
 from tests.browser.demo import seed
 
@@ -55,6 +56,21 @@ def test_filtering_the_runs_list_updates_the_table_in_place_and_the_url(logged_i
     page.go_back()
     expect(page).not_to_have_url(re.compile(r"q=forecast"))
     expect(page.locator("#run-table tbody tr")).to_have_count(3)
+
+
+def test_a_search_with_more_matches_than_a_page_counts_them_when_asked(logged_in_page, live_server, monkeypatch, shot):
+    seed()
+    monkeypatch.setattr(pages, "PAGE_SIZE", 3)
+    page = logged_in_page
+    page.goto(live_server.url + "/runs/?q=forecast")
+    expect(page.locator("#run-table tbody tr")).to_have_count(3)
+    expect(page.locator("#run-table .count")).to_contain_text("3+ runs match these filters")
+    page.get_by_role("link", name="count them all").click()
+    expect(page.locator("#run-table .count")).to_contain_text("8 runs match these filters")
+    expect(page.locator("#run-table .count")).not_to_contain_text("count them all")
+    expect(page).to_have_url(re.compile(r"/runs/\?q=forecast&count=all$"))
+    expect(page.locator("#run-table tbody tr")).to_have_count(3)
+    shot(page, "04b-runs-search-counted")
 
 
 def test_opening_a_run_and_expanding_a_decision_shows_its_options(logged_in_page, live_server, shot):
