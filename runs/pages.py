@@ -327,6 +327,8 @@ def run_page(filters: RunFilters, cursor: str = "", *, page_size: int | None = N
         more = bool(next_cursor or cursor)
         return RunPage(rows, next_cursor, seen, more, count_deferred=more, search_stopped=stopped,
                        all_listed=all_listed)
+    if (rolled_up := _rollup_count(filters)) is not None:
+        return RunPage(rows, next_cursor, rolled_up, False)
     if exact_search:
         runs = filters.apply(Run.objects.all())
     bounded_count = runs.order_by().values("pk")[: COUNT_LIMIT + 1].count()
@@ -335,6 +337,24 @@ def run_page(filters: RunFilters, cursor: str = "", *, page_size: int | None = N
         count = max(count, seen)
     return RunPage(rows, next_cursor, count, bounded_count > COUNT_LIMIT or stopped,
                    search_stopped=stopped, all_listed=all_listed)
+
+
+# The statuses the goal-day rollups count (`GoalDay` columns); any status at all is its `runs` column.
+_ROLLED_UP_STATUSES = {"": "runs", RunStatus.COMPLETED: "completed", RunStatus.FAILED: "failed",
+                       RunStatus.RUNNING: "running"}
+
+
+def _rollup_count(filters: RunFilters) -> int | None:
+    """The exact number of matching runs from the goal-day rollups (`GoalDay`, one row per goal and day),
+    when the only filters are a goal and a status they count; None otherwise. Counting the runs themselves
+    reads one index entry per match (up to COUNT_LIMIT): the unfiltered list and a busy goal's failures
+    cost 10x more on a 100x store; this reads one row per goal and day, and is exact beyond COUNT_LIMIT."""
+    if any(getattr(filters, name) for name in filters.FIELDS if name not in ("goal_id", "status", "sort")):
+        return None
+    if (column := _ROLLED_UP_STATUSES.get(filters.status)) is None:
+        return None  # stuck, cancelled: counted in `runs` only
+    days = GoalDay.objects.filter(goal_id=filters.goal_id) if filters.goal_id else GoalDay.objects.all()
+    return days.aggregate(total=Sum(column))["total"] or 0
 
 
 def runs_for_export(filters: RunFilters):

@@ -1,6 +1,6 @@
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -107,9 +107,26 @@ def test_next_page_link_keeps_the_filters(logged_in_client, monkeypatch):
 def test_count_is_bounded_and_shown_with_a_plus(logged_in_client, monkeypatch):
     monkeypatch.setattr(pages, "COUNT_LIMIT", 3)
     for i in range(5):
-        make_run(f"c{i}")
-    response = logged_in_client.get("/runs/")
+        make_run(f"c{i}", status="stuck")
+    response = logged_in_client.get("/runs/?status=stuck")
     assert "<strong>3+</strong> runs" in response.content.decode()
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("", 7), ("?goal_id=g1", 4), ("?goal_id=g1&status=failed", 2), ("?status=completed", 3),
+    ("?status=running&sort=most_tokens", 1),
+])
+def test_goal_and_status_counts_are_exact_past_the_bound(logged_in_client, monkeypatch, query, expected):
+    """Counts a list filtered by goal and status alone come from the goal-day rollups: exact however many
+    runs match (no "3+"), and equal to the runs listed, across days and goals."""
+    monkeypatch.setattr(pages, "COUNT_LIMIT", 3)
+    monkeypatch.setattr(pages, "PAGE_SIZE", 50)
+    specs = [("g1", "failed", 1), ("g1", "failed", 2), ("g1", "completed", 2), ("g1", "running", 3),
+             ("g2", "completed", 1), ("g2", "completed", 5), ("g2", "stuck", 5)]
+    for n, (goal, status, day) in enumerate(specs):
+        make_run(f"e{n}", goal_id=goal, status=status, started_at=datetime(2025, 3, day, 12, tzinfo=UTC))
+    page = logged_in_client.get(f"/runs/{query}").context["page"]
+    assert (page.count, page.count_capped, len(page.runs)) == (expected, False, expected)
 
 
 def test_htmx_request_gets_only_the_table(logged_in_client):
