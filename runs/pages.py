@@ -8,9 +8,11 @@ timelines are read in chunks. Views stay thin and call these.
 import base64
 import binascii
 import json
+import operator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
+from functools import reduce
 from typing import Any
 
 from django.db import connection
@@ -358,9 +360,17 @@ def _rollup_count(filters: RunFilters) -> int | None:
 
 
 def runs_for_export(filters: RunFilters):
+    """Every run the list matches, in its order, for the CSV download (streamed). A text search on
+    PostgreSQL is exact here: the capped search behind the list's count would silently stop at
+    SEARCH_BRANCH_LIMIT matches per column, so the export tests every run instead (one pass, as a download
+    may take). SQLite's search covers its window, as the list says."""
     _label, field_name, descending = SORTS[filters.sort]
     order = (f"-{field_name}", "-pk") if descending else (field_name, "pk")
-    return filters.apply(Run.objects.all()).order_by(*order).defer("input_data", "output_data", "extra")
+    if filters.q and connection.vendor == "postgresql":
+        runs = filters.apply(Run.objects.all(), search=False).filter(reduce(operator.or_, _column_matches(filters.q)))
+    else:
+        runs = filters.apply(Run.objects.all())
+    return runs.order_by(*order).defer("input_data", "output_data", "extra")
 
 
 # --- goals overview -------------------------------------------------------------------------------

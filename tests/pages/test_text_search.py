@@ -100,3 +100,15 @@ def test_on_postgresql_a_capped_count_says_it_is_a_lower_bound_but_every_run_is_
     # Sorted by anything but start time, the list is drawn from the capped matches, and says so.
     by_tokens = logged_in_client.get("/runs/?q=quokka&sort=most_tokens").content.decode()
     assert "some matching runs may not be listed" in by_tokens
+
+
+def test_the_csv_export_of_a_search_lists_every_matching_run(logged_in_client, monkeypatch):
+    """The download holds every match, in the list's order, even where the list's count stops early (on
+    PostgreSQL the capped search behind it reads SEARCH_BRANCH_LIMIT matches per column)."""
+    monkeypatch.setattr(pages, "SEARCH_BRANCH_LIMIT", 1)
+    for i in range(5):
+        add_decision(make_run(f"x{i}", started_at=T0 + timedelta(hours=i)), success=False, error="quokka not found")
+    make_run("unrelated", started_at=T0 + timedelta(hours=9))
+    response = logged_in_client.get("/runs/export.csv?q=quokka")
+    rows = b"".join(response.streaming_content).decode().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["x4", "x3", "x2", "x1", "x0"]
