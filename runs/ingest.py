@@ -207,11 +207,12 @@ def _default_seq(run: Run, decision_id: str) -> int:
     return run.decision_count
 
 
-def _nodes_after_insert(run: Run, decision: Decision, *, later: bool) -> list[str]:
-    """metrics.nodes_executed once `decision` is in (`later`: a decision after it was already stored)."""
+def _nodes_after_insert(run: Run, node_id: str, *, later: bool) -> list[str]:
+    """metrics.nodes_executed once a decision at `node_id` is in (`later`: a decision after it was already
+    stored, so the order is read back from the rows)."""
     if not later:
         nodes = list(run.nodes_executed)
-        return nodes if decision.node_id in nodes else [*nodes, decision.node_id]
+        return nodes if node_id in nodes else [*nodes, node_id]
     nodes: list[str] = []
     for node_id in run.decisions.order_by("seq", "pk").values_list("node_id", flat=True):
         if node_id not in nodes:
@@ -242,7 +243,8 @@ def add_decision(run_id: str, data: Any) -> tuple[dict[str, Any], bool]:
             decision.pk, later = inserted
             decision._state.adding = False
             ok, bad, tokens, latency = _outcome_contribution(decision)
-            _add_decisions_to_run(run, _nodes_after_insert(run, decision, later=later), 1, ok, bad, tokens, latency)
+            _add_decisions_to_run(run, _nodes_after_insert(run, decision.node_id, later=later), 1, ok, bad, tokens,
+                                  latency)
             rollups.fold_new_decisions(run, [decision.decision_id])
         else:
             decision = _stored_in(run, Decision, decision_id=payload.id)
@@ -303,7 +305,7 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> i
         seq = int(match.group(1))
     _, columns = _insert_plan(connection)
     row = {"decision_id": payload.id, "seq": seq, **new}
-    values = [write(row[key]) if key in row else write(default()) for key, write, default in columns[1:]]
+    values = _params(row, columns[1:])  # the run's column comes from the run row
     added = _contribution(row.get("outcome_success"), row.get("outcome_tokens", 0), row.get("outcome_latency_ms", 0))
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     node_id, plan = row["node_id"], _append_plan(connection)
@@ -324,8 +326,7 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> i
     if found[2]:  # raced: a decision stored while the statement waited for the run's lock
         with transaction.atomic():
             run = _locked_run(run_id)
-            stored = Decision(pk=found[0], run=run, decision_id=payload.id, seq=seq, node_id=node_id)
-            _bump_run(run, nodes_executed=_nodes_after_insert(run, stored, later=True))
+            _bump_run(run, nodes_executed=_nodes_after_insert(run, node_id, later=True))
     return seq
 
 

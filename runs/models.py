@@ -26,22 +26,20 @@ from . import rawsql, rollups
 _FETCH_PLANS: dict[tuple, tuple[str, list, list]] = {}
 
 
-def fetch_one(model: type[models.Model], where: dict[str, object], *, for_update: bool = False,
-              only: tuple[str, ...] | None = None):
+def fetch_one(model: type[models.Model], where: dict[str, object], *, for_update: bool = False):
     """The row of `model` whose fields equal `where` (None: IS NULL) as an instance, or None.
 
-    What `model.objects.filter(**where).first()` returns (`select_for_update()` with `for_update`, `.only()`
-    with `only`: the other fields deferred), from
-    SQL built once per shape, run on the driver's cursor (`rawsql`: prepared once on PostgreSQL), and
-    values run through the same converters the ORM applies: the API-key and run lookups that start every
-    ingest request no longer compile (or plan) a query each time.
+    What `model.objects.filter(**where).first()` returns (`select_for_update()` with `for_update`), from
+    SQL built once per shape, run on the driver's cursor (`rawsql`: prepared once on PostgreSQL), and values
+    run through the same converters the ORM applies: the API-key and run lookups that start every ingest
+    request no longer compile (or plan) a query each time.
     """
     connection = connections[DEFAULT_DB_ALIAS]
-    shape = (model, tuple((name, where[name] is None) for name in where), for_update, only, connection.vendor)
+    shape = (model, tuple((name, where[name] is None) for name in where), for_update, connection.vendor)
     if (plan := _FETCH_PLANS.get(shape)) is None:
         quote = connection.ops.quote_name
         meta = model._meta
-        fields = [field for field in meta.concrete_fields if only is None or field.primary_key or field.name in only]
+        fields = list(meta.concrete_fields)
         tests = [f"{quote(meta.get_field(name).column)} {'IS NULL' if null else '= %s'}" for name, null in shape[1]]
         sql = (f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(meta.db_table)} "
                f"WHERE {' AND '.join(tests)} ORDER BY {quote(meta.pk.column)} LIMIT 1")
@@ -393,12 +391,9 @@ class ApiKey(models.Model):
         )
         return key, raw
 
-    # What authenticating a request and using its key reads; the rest stays deferred (fewer conversions).
-    AUTH_FIELDS = ("name", "digest", "scopes", "created_by", "last_used_at")
-
     @classmethod
     def authenticate(cls, raw: str) -> "ApiKey | None":
-        key = fetch_one(cls, {"lookup": raw[:16], "revoked_at": None}, only=cls.AUTH_FIELDS)
+        key = fetch_one(cls, {"lookup": raw[:16], "revoked_at": None})
         if key is None or not hmac.compare_digest(key.digest, cls._digest(raw)):
             return None
         return key

@@ -210,8 +210,9 @@ def _text_search(runs, text: str):
 
     PostgreSQL: a UNION of one small subquery per searched column, each answered by its trigram index
     (migration 0005) and capped at SEARCH_BRANCH_LIMIT rows, so a common word costs no more than the cap
-    (the list then says its count is a lower bound). This serves the full count, the CSV export and the
-    lists sorted by a counter; pages sorted by start time come from `_matches_in_order`, exactly.
+    (the list then says its count is a lower bound). This serves the full count and the lists sorted by a
+    counter; pages sorted by start time come from `_matches_in_order`, and the CSV export tests every run
+    (`runs_for_export`), both exactly.
     SQLite has no such index: the search covers the latest SEARCH_WINDOW runs, one EXISTS per run over its
     decisions; read newest first, the page's query stops once the page is full. The page says so.
     """
@@ -288,10 +289,15 @@ def _after_cursor(runs, cursor: str, sort: str):
     return runs.filter(Q(**{f"{field_name}__gt": value}) | Q(**{field_name: value, "pk__gt": pk}))
 
 
+def _order(sort: str) -> tuple[str, str]:
+    """The list's ORDER BY for `sort`, the pk breaking ties in the same direction (what cursors rely on)."""
+    _label, field_name, descending = SORTS[sort]
+    return (f"-{field_name}", "-pk") if descending else (field_name, "pk")
+
+
 def _page_rows(runs, filters: RunFilters, cursor: str, page_size: int, exact_search: bool):
     """The page's runs (at most `page_size`) and the cursor of the next page, if there is one."""
-    _label, field_name, descending = SORTS[filters.sort]
-    order = (f"-{field_name}", "-pk") if descending else (field_name, "pk")
+    order = _order(filters.sort)
     if cursor:
         runs = _after_cursor(runs, cursor, filters.sort)
     if exact_search:
@@ -302,7 +308,7 @@ def _page_rows(runs, filters: RunFilters, cursor: str, page_size: int, exact_sea
     if len(rows) <= page_size:
         return rows, None
     rows = rows[:page_size]
-    return rows, _encode_cursor(filters.sort, getattr(rows[-1], field_name), rows[-1].pk)
+    return rows, _encode_cursor(filters.sort, getattr(rows[-1], SORTS[filters.sort][1]), rows[-1].pk)
 
 
 def run_page(filters: RunFilters, cursor: str = "", *, page_size: int | None = None,
@@ -364,13 +370,11 @@ def runs_for_export(filters: RunFilters):
     PostgreSQL is exact here: the capped search behind the list's count would silently stop at
     SEARCH_BRANCH_LIMIT matches per column, so the export tests every run instead (one pass, as a download
     may take). SQLite's search covers its window, as the list says."""
-    _label, field_name, descending = SORTS[filters.sort]
-    order = (f"-{field_name}", "-pk") if descending else (field_name, "pk")
     if filters.q and connection.vendor == "postgresql":
         runs = filters.apply(Run.objects.all(), search=False).filter(reduce(operator.or_, _column_matches(filters.q)))
     else:
         runs = filters.apply(Run.objects.all())
-    return runs.order_by(*order).defer("input_data", "output_data", "extra")
+    return runs.order_by(*_order(filters.sort)).defer("input_data", "output_data", "extra")
 
 
 # --- goals overview -------------------------------------------------------------------------------
