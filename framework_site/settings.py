@@ -138,7 +138,8 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            # Django's backend, with our writers queued on a file lock (framework_site/sqlite_backend).
+            "ENGINE": "framework_site.sqlite_backend",
             "NAME": env_str("SQLITE_PATH", str(VAR_DIR / "db.sqlite3")),
             "OPTIONS": {
                 # WAL lets pages read while agents write; IMMEDIATE transactions take the write lock up

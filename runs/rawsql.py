@@ -63,13 +63,25 @@ def immediate_transaction(connection):
         return
     connection.ensure_connection()
     driver = connection.connection
+    queued = hasattr(connection, "begin_writing")  # our backend (framework_site/sqlite_backend), or Django's
     with connection.wrap_database_errors:
-        driver.execute("BEGIN IMMEDIATE")
+        if queued:
+            connection.begin_writing("IMMEDIATE")  # BEGIN IMMEDIATE, behind our other writers in the file lock's queue
+        else:
+            driver.execute("BEGIN IMMEDIATE")
     try:
         yield
     except BaseException:
-        with connection.wrap_database_errors:
-            driver.rollback()
+        try:
+            with connection.wrap_database_errors:
+                driver.rollback()
+        finally:
+            if queued:
+                connection.done_writing()
         raise
-    with connection.wrap_database_errors:
-        driver.commit()
+    try:
+        with connection.wrap_database_errors:
+            driver.commit()
+    finally:
+        if queued:
+            connection.done_writing()
