@@ -21,7 +21,7 @@ from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from . import rawsql, rollups
-from .models import Decision, Problem, Run, RunStatus, fetch_one
+from .models import ApiKey, Decision, Problem, Run, RunStatus, fetch_one
 from .schemas import (
     METRICS_EXTRA_KEY, DecisionIn, OutcomeIn, ProblemIn, RunEndIn, RunFileIn, RunStartIn, unchecked_many,
     unstorable_text,
@@ -225,12 +225,7 @@ def add_decision(run_id: str, data: Any) -> tuple[dict[str, Any], bool]:
     and `created`, False on a replay."""
     payload = validate(DecisionIn, data, "decision")
     fields = _decision_fields(payload)
-    new = dict(fields)
-    if payload.timestamp is not None:
-        new["timestamp"] = payload.timestamp
-    if payload.outcome is not None:  # a new decision's inline outcome: one INSERT, one counter UPDATE
-        new.update(_outcome_fields(payload.outcome))
-        new.setdefault("outcome_timestamp", timezone.now())
+    new = _new_decision(payload, fields)
     if (seq := _append_decision(run_id, payload, new)) is not None:
         return _decision_answer(run_id, payload.id, seq, new), True
     with transaction.atomic():
@@ -263,6 +258,28 @@ def add_decision(run_id: str, data: Any) -> tuple[dict[str, Any], bool]:
         return _decision_answer(run_id, decision.decision_id, decision.seq, vars(decision)), created
 
 
+def append_decision(run_id: str, payload: DecisionIn, key: tuple[str, str, str]) -> dict[str, Any] | None:
+    """A new decision at the end of its run, stored only if `key` (lookup, digest, scope: `BearerKey`)
+    matches an active API key that carries the scope, checked in the statement that stores it: what the API
+    answers (201), or None, with nothing stored, when the key does not match or this is not the plain
+    append case. The caller then checks the key on its own and calls `add_decision`, which answers every case."""
+    new = _new_decision(payload, _decision_fields(payload))
+    if (seq := _append_decision(run_id, payload, new, key=key)) is None:
+        return None
+    return _decision_answer(run_id, payload.id, seq, new)
+
+
+def _new_decision(payload: DecisionIn, fields: dict[str, Any]) -> dict[str, Any]:
+    """A new decision's stored fields: `fields`, its timestamp if given and its inline outcome if any."""
+    new = dict(fields)
+    if payload.timestamp is not None:
+        new["timestamp"] = payload.timestamp
+    if payload.outcome is not None:  # a new decision's inline outcome: one INSERT, one counter UPDATE
+        new.update(_outcome_fields(payload.outcome))
+        new.setdefault("outcome_timestamp", timezone.now())
+    return new
+
+
 def _decision_answer(run_id: str, decision_id: str, seq: int, fields: dict[str, Any]) -> dict[str, Any]:
     """`DecisionOut`'s fields, from the stored decision's column values by field name."""
     success = fields.get("outcome_success")
@@ -272,10 +289,11 @@ def _decision_answer(run_id: str, decision_id: str, seq: int, fields: dict[str, 
             "outcome_success": success}
 
 
-_APPEND_PLANS: dict[str, tuple[str, ...]] = {}
+_APPEND_PLANS: dict[tuple[str, bool], tuple[str, ...]] = {}
 
 
-def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> int | None:
+def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
+                     key: tuple[str, str, str] | None = None) -> int | None:
     """A new decision at the end of its run, stored in the fewest statements the database allows (its
     position), or None when this is not that case (unknown run, replay, a later decision stored, no position without the
     run's count, a run already folded into the pattern groups): then `add_decision` takes its locked
@@ -294,6 +312,8 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> i
     - SQLite: one IMMEDIATE transaction (the whole database's write lock, so nothing can race it) with an
       INSERT ... SELECT that finds the run and checks the conditions, and the counter UPDATE, which adds
       the node to `nodes_executed` in SQL (JSON1).
+
+    With `key` (lookup, digest, scope), the run is only found if an active API key matches all three.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor not in ("postgresql", "sqlite"):
@@ -308,10 +328,13 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> i
     values = _params(row, columns[1:])  # the run's column comes from the run row
     added = _contribution(row.get("outcome_success"), row.get("outcome_tokens", 0), row.get("outcome_latency_ms", 0))
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    node_id, plan = row["node_id"], _append_plan(connection)
+    node_id, plan = row["node_id"], _append_plan(connection, checked=key is not None)
+    if key is not None:
+        key = (key[0], key[1], connection.ops.adapt_json_value([key[2]], None)
+               if connection.vendor == "postgresql" else key[2])
     if connection.vendor == "sqlite":
         with rawsql.immediate_transaction(connection):
-            with rawsql.cursor(connection, plan[0], [*values, run_id, seq]) as cursor:
+            with rawsql.cursor(connection, plan[0], [*values, run_id, seq, *(key or ())]) as cursor:
                 found = cursor.fetchone()
             if found is None:
                 return None
@@ -319,7 +342,7 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> i
                 pass
         return seq
     nodes = connection.ops.adapt_json_value([node_id], None)
-    with rawsql.cursor(connection, plan[0], [run_id, *values, seq, now, *added, nodes, nodes]) as cursor:
+    with rawsql.cursor(connection, plan[0], [*(key or ()), run_id, *values, seq, now, *added, nodes, nodes]) as cursor:
         found = cursor.fetchone()
     if found is None:
         return None
@@ -330,9 +353,10 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any]) -> i
     return seq
 
 
-def _append_plan(connection) -> tuple[str, ...]:
-    """The statements of `_append_decision` for `connection`'s database, built once."""
-    if (plan := _APPEND_PLANS.get(connection.vendor)) is not None:
+def _append_plan(connection, *, checked: bool) -> tuple[str, ...]:
+    """The statements of `_append_decision` for `connection`'s database, built once (`checked`: with the
+    API-key condition)."""
+    if (plan := _APPEND_PLANS.get((connection.vendor, checked))) is not None:
         return plan
     quote = connection.ops.quote_name
     fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
@@ -345,17 +369,28 @@ def _append_plan(connection) -> tuple[str, ...]:
     decision_pk = quote(Decision._meta.pk.column)
     insert = f"INSERT INTO {decisions} AS added ({', '.join(quote(f.column) for f in fields)}) "
     pending = f"WHERE r.{column['run_id']} = %s AND r.{column['pattern_pending']}"
+    keys = quote(ApiKey._meta.db_table)
+    key_column = {name: quote(ApiKey._meta.get_field(name).column) for name in ("lookup", "digest", "revoked_at", "scopes")}
+    key_matches = (f"k.{key_column['lookup']} = %s AND k.{key_column['digest']} = %s "
+                   f"AND k.{key_column['revoked_at']} IS NULL AND ")
 
     def nothing_after(alias: str) -> str:
+        # On PostgreSQL, OFFSET 0 keeps the planner from turning this into an anti-join: with the run taken
+        # from a CTE, the prepared statement's generic plan, made while the table was small and not yet
+        # analyzed, read every decision (a Seq Scan) and kept doing so as the table grew: the append got
+        # slower with every decision stored. As a subplan it is one probe of the (run, seq) index.
+        fence = " OFFSET 0" if connection.vendor == "postgresql" else ""
         return (f"NOT EXISTS (SELECT 1 FROM {decisions} d WHERE d.{owner} = {alias}.{column['id']} "
-                f"AND d.{position} >= %s)")
+                f"AND d.{position} >= %s{fence})")
     nodes = column["nodes_executed"]
     if connection.vendor == "sqlite":
         added = ", ".join(f"{column[name]} = {column[name]} + %s"
                           for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
+        key_check = (f" AND EXISTS (SELECT 1 FROM {keys} k WHERE {key_matches}EXISTS "
+                     f"(SELECT 1 FROM json_each(k.{key_column['scopes']}) s WHERE s.value = %s))") if checked else ""
         plan = (
-            f"{insert}SELECT r.{column['id']}, {', '.join(['%s'] * (len(fields) - 1))} FROM {runs} r {pending} AND {nothing_after('r')} "
-            f"ON CONFLICT DO NOTHING RETURNING {decision_pk}, {owner}",
+            f"{insert}SELECT r.{column['id']}, {', '.join(['%s'] * (len(fields) - 1))} FROM {runs} r {pending} AND {nothing_after('r')}"
+            f"{key_check} ON CONFLICT DO NOTHING RETURNING {decision_pk}, {owner}",
             f"UPDATE {runs} SET {column['updated_at']} = %s, "
             f"{column['decision_count']} = {column['decision_count']} + 1, {added}, "
             f"{nodes} = CASE WHEN EXISTS (SELECT 1 FROM json_each({nodes}) WHERE value = %s) THEN {nodes} "
@@ -365,8 +400,11 @@ def _append_plan(connection) -> tuple[str, ...]:
         values = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields[1:])
         added = ", ".join(f"{column[name]} = r.{column[name]} + %s"
                           for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
+        key_check = (f"WITH key AS (SELECT 1 FROM {keys} k WHERE {key_matches}"
+                     f"k.{key_column['scopes']} @> CAST(%s AS jsonb)), ") if checked else "WITH "
         plan = (
-            f"WITH locked AS (SELECT r.{column['id']} FROM {runs} r {pending} FOR UPDATE), "
+            f"{key_check}locked AS (SELECT r.{column['id']} FROM {runs} r {pending}"
+            f"{' AND EXISTS (SELECT 1 FROM key)' if checked else ''} FOR UPDATE OF r), "
             f"ins AS ({insert}SELECT l.{column['id']}, {values} FROM locked l WHERE {nothing_after('l')} "
             f"ON CONFLICT DO NOTHING RETURNING added.{decision_pk}, added.{owner}, "
             f"(SELECT s.{column['decision_count']} FROM {runs} s WHERE s.{column['id']} = added.{owner}) AS seen) "
@@ -376,7 +414,7 @@ def _append_plan(connection) -> tuple[str, ...]:
             f"FROM ins WHERE r.{column['id']} = ins.{owner} "
             f"RETURNING ins.{decision_pk}, r.{column['id']}, r.{column['decision_count']} <> ins.seen + 1",
         )
-    _APPEND_PLANS[connection.vendor] = plan
+    _APPEND_PLANS[(connection.vendor, checked)] = plan
     return plan
 
 

@@ -1,0 +1,91 @@
+"""One-event decision requests check the API key inside the statement that stores the decision
+(`runs.auth.BearerKey`, `runs.ingest.append_decision`). A key that is made up, forged on a real key's
+prefix, revoked, or without the ingest scope stores nothing and gets the 401 / 403 every operation gives,
+whatever the body holds; the common case is stored by that one statement."""
+
+import json
+
+import pytest
+
+from runs import ingest
+from runs.models import ApiKey, Decision, Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RUN = "keyed"
+URL = f"/api/v1/runs/{RUN}/decisions"
+DECISION = {"id": "dec_0", "node_id": "planner", "intent": "Pick a tool",
+            "options": [{"id": "a", "description": "search"}], "chosen_option_id": "a", "reasoning": "works",
+            "outcome": {"success": True, "tokens_used": 5}}
+
+
+@pytest.fixture
+def started(api_client):
+    assert api_client.post("/api/v1/runs", json.dumps({"id": RUN, "goal_id": "g"}),
+                           content_type="application/json").status_code == 201
+
+
+def _post(client, key, body):
+    return client.post(URL, body if isinstance(body, str) else json.dumps(body), content_type="application/json",
+                       HTTP_AUTHORIZATION=f"Bearer {key}")
+
+
+def _stored() -> tuple[int, int]:
+    run = Run.objects.get(run_id=RUN)
+    return run.decision_count, Decision.objects.filter(run=run).count()
+
+
+def test_the_common_case_is_stored_by_the_statement_that_checks_the_key(client, api_key, started, monkeypatch):
+    def full_path(*args, **kwargs):
+        raise AssertionError("a plain new decision with a good key took the full path")
+
+    monkeypatch.setattr(ingest, "add_decision", full_path)
+    answer = _post(client, api_key, DECISION)
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["decision_id"] == "dec_0" and answer.json()["outcome_success"] is True
+    assert _stored() == (1, 1)
+
+
+def _made_up(api_key):
+    return "fwk_" + "x" * 43
+
+
+def _forged(api_key):  # the lookup prefix of a real key, the rest wrong
+    return api_key[:16] + "A" * (len(api_key) - 16)
+
+
+def _revoked(api_key):
+    key, raw = ApiKey.issue("revoked", scopes=["ingest"])
+    key.revoke()
+    return raw
+
+
+def _read_only(api_key):
+    return ApiKey.issue("reader", scopes=["read", "review"])[1]
+
+
+@pytest.mark.parametrize("make_key, status", [(_made_up, 401), (_forged, 401), (_revoked, 401), (_read_only, 403)])
+def test_a_key_that_may_not_ingest_stores_nothing(client, api_key, started, make_key, status):
+    answer = _post(client, make_key(api_key), DECISION)
+    assert answer.status_code == status, answer.content
+    assert ("'ingest' scope" if status == 403 else "API key") in answer.json()["detail"]
+    assert _stored() == (0, 0)
+    assert _post(client, api_key, DECISION).status_code == 201  # the same request, with the right key
+    assert _stored() == (1, 1)
+
+
+@pytest.mark.parametrize("body", ["{", '{"id": 5}', json.dumps({**DECISION, "id": "dec_9"}), json.dumps(DECISION)])
+def test_a_bad_key_is_refused_before_anything_about_the_body_or_the_run_is_said(client, api_key, started, body):
+    assert _post(client, api_key, DECISION).status_code == 201  # so that dec_0 again would be a replay
+    for url in (URL, "/api/v1/runs/no-such-run/decisions"):
+        answer = client.post(url, body, content_type="application/json", HTTP_AUTHORIZATION="Bearer fwk_made-up")
+        assert answer.status_code == 401, (url, body, answer.content)
+    assert _stored() == (1, 1)
+
+
+def test_the_checked_append_keeps_last_used_at_up_to_date(client, started):
+    key, raw = ApiKey.issue("fresh", scopes=["ingest"])
+    assert key.last_used_at is None
+    assert _post(client, raw, DECISION).status_code == 201
+    key.refresh_from_db()
+    assert key.last_used_at is not None
