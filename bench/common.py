@@ -278,6 +278,7 @@ def issue_api_key(env: dict[str, str]) -> str:
 # --- servers ----------------------------------------------------------------------------------------
 
 SERVERS = ("gunicorn", "granian")
+FLOOR_TABLE = "bench_floor"  # the per-event floor's table (bench/urls.py), made by bench/events.py
 
 
 def free_port() -> int:

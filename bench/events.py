@@ -1,5 +1,9 @@
 """2. Per-event ingestion: one decision per request, as a plain HTTP client without the SDK reports it,
-against a no-op JSON endpoint in the same server (bench/urls.py). Target: >= 60 % of the no-op's req/s."""
+against a no-op JSON endpoint in the same server (bench/urls.py). Target: >= 60 % of the no-op's req/s.
+
+Also measured, without a target: the floor of any durable one-event request, an endpoint that stores the
+body with one committed INSERT into a one-index table (bench/urls.py), to tell what the database's commit
+costs per request from what our own work costs."""
 
 
 from . import common, data
@@ -37,17 +41,26 @@ def _decision_requests(server, key: str, per_client: int, seed: int) -> list[lis
     return jobs
 
 
-def _noop_requests(server, per_client: int, seed: int) -> list[list]:
+def _plain_requests(server, path: str, per_client: int, seed: int) -> list[list]:
+    """The same decision bodies, POSTed to one of the bench's own endpoints (no key)."""
     jobs = []
     for events in data.sdk_runs(CLIENTS, per_client, seed=seed):
         calls = []
         for event in (e for e in events if e["type"] == "decision"):
             def call(conn, body=event["body"]):
-                status, _ = common.request("POST", server.url + "/bench/noop", body, None, conn)
+                status, _ = common.request("POST", server.url + path, body, None, conn)
                 return status
             calls.append(call)
         jobs.append(calls)
     return jobs
+
+
+def _floor_table(kind: str) -> None:
+    conn = common.raw_connection(kind, DB_NAME)
+    key = "BIGSERIAL PRIMARY KEY" if kind == "postgres" else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    conn.execute(f"CREATE TABLE {common.FLOOR_TABLE} (id {key}, body TEXT NOT NULL)")
+    conn.commit()
+    conn.close()
 
 
 def run(kind: str, scale: float) -> list[Result]:
@@ -55,21 +68,27 @@ def run(kind: str, scale: float) -> list[Result]:
     per_client = requests // CLIENTS
     env = common.fresh_database(kind, DB_NAME)
     key = common.issue_api_key(env)
+    _floor_table(kind)
     results = []
     for server_kind in common.SERVERS:
-        api, noop = [], []
+        api, noop, floor = [], [], []
         with common.serve(server_kind, env) as server:
             for rep in range(reps):
-                jobs = _noop_requests(server, per_client, seed=rep)
-                seconds, statuses = common.run_clients(jobs, server.url)
-                assert statuses == {201: per_client * CLIENTS}, statuses
-                noop.append(per_client * CLIENTS / seconds)
+                for path, values in (("/bench/noop", noop), ("/bench/floor", floor)):
+                    jobs = _plain_requests(server, path, per_client, seed=rep)
+                    seconds, statuses = common.run_clients(jobs, server.url)
+                    assert statuses == {201: per_client * CLIENTS}, statuses
+                    values.append(per_client * CLIENTS / seconds)
                 jobs = _decision_requests(server, key, per_client, seed=100 + rep + 10 * len(server_kind))
                 seconds, statuses = common.run_clients(jobs, server.url)
                 api.append(per_client * CLIENTS / seconds)
         results.append(Result("events", kind, f"POST decision, {server_kind}", "req/s", api,
                               baseline="no-op JSON", baseline_values=noop, checks=[Check("ratio", ">=", 0.60)],
                               note=f"{per_client * CLIENTS} requests per repetition, {CLIENTS} keep-alive clients"
+                              if server_kind == "gunicorn" else ""))
+        results.append(Result("events", kind, f"one INSERT per request (floor), {server_kind}", "req/s", floor,
+                              baseline="no-op JSON", baseline_values=noop,
+                              note="no target: the floor of any durable one-event request"
                               if server_kind == "gunicorn" else ""))
         results.append(Result("events", kind, f"no-op JSON endpoint, {server_kind}", "req/s", noop))
     return results
