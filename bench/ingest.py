@@ -1,7 +1,7 @@
 """1. Batch ingestion through the real HTTP API (gunicorn sync workers, granian WSGI), SDK-shaped batches,
 against a raw-driver baseline: the same rows into the same tables, `executemany`, one transaction.
 
-Decisions stored per second; the target is >= 40 % of the raw baseline.
+Decisions stored per second; the target is >= 40 % of the raw baseline, for the production server.
 """
 
 import json
@@ -141,6 +141,7 @@ def run(kind: str, scale: float) -> list[Result]:
     note = f"{n_runs} runs x {n_decisions} decisions (+outcomes) per repetition, batches of 1000 events (as the SDK sends), 2 agents"
     return [
         Result("ingest", kind, f"batch API, {server_kind}", "decisions/s", values, baseline="raw executemany",
-               baseline_values=raw, checks=[Check("ratio", ">=", 0.40)], note=note if server_kind == "gunicorn" else "")
+               baseline_values=raw, checks=common.server_checks(server_kind, [Check("ratio", ">=", 0.40)]),
+               note=common.server_note(server_kind, note))
         for server_kind, values in served.items()
     ] + [Result("ingest", kind, "raw executemany (baseline)", "decisions/s", raw)]

@@ -13,7 +13,7 @@ from . import common, data
 from .common import Check, Result
 
 DB_NAME = "bench_framework"
-SERVER = "granian"
+SERVER = common.PRODUCTION_SERVER
 
 
 def _agent(runtime: Runtime, decisions: int, goal: str) -> tuple[str, float, float]:
