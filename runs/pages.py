@@ -689,10 +689,29 @@ def goal_nodes(goal_id: str, *, limit: int = 20, window: int | None = None) -> l
         .annotate(total=Count("pk"), failed=Count("pk", filter=~Q(outcome_success=True)))
         .order_by("node_id")[:500]
     )
+    return _worst_nodes(rows, limit)
+
+
+def _worst_nodes(rows: list[dict], limit: int) -> list[dict]:
     for row in rows:
         row["rate"] = row["failed"] / row["total"] if row["total"] else 0.0
     rows.sort(key=lambda r: (-r["rate"], -r["total"], r["node_id"]))
     return rows[:limit]
+
+
+def goal_nodes_and_points(goal_id: str, *, window: int | None = None) -> tuple[list[dict], list[dict]]:
+    """`goal_nodes` and `decision_points` for the goal page, from one GROUP BY over the window's decisions
+    when every group fits in its DECISION_POINT_ROWS: a node's totals are the sums of its choices' counts.
+    Otherwise (the groups were cut) the nodes are counted by their own query."""
+    rows = _decision_point_rows(goal_id, window)
+    if len(rows) >= DECISION_POINT_ROWS:
+        return goal_nodes(goal_id, window=window), _decision_points(rows)
+    nodes: dict[str, dict] = {}
+    for row in rows:
+        node = nodes.setdefault(row["node_id"], {"node_id": row["node_id"], "total": 0, "failed": 0})
+        node["total"] += row["count"]
+        node["failed"] += row["count"] - row["succeeded"]
+    return _worst_nodes(list(nodes.values()), 20), _decision_points(rows)
 
 
 def decision_points(goal_id: str, *, groups: int = 30, window: int | None = None) -> list[dict]:
@@ -701,7 +720,11 @@ def decision_points(goal_id: str, *, groups: int = 30, window: int | None = None
     One GROUP BY over the goal's recent decisions; per choice: times chosen, outcome successes, runs
     completed, and an example run that succeeded and one that did not.
     """
-    rows = (
+    return _decision_points(_decision_point_rows(goal_id, window), groups)
+
+
+def _decision_point_rows(goal_id: str, window: int | None) -> list[dict]:
+    return list(
         Decision.objects.filter(run__in=_goal_window(goal_id, window))
         .values("node_id", "intent", "chosen_option_id", "chosen_description")
         .annotate(
@@ -714,6 +737,9 @@ def decision_points(goal_id: str, *, groups: int = 30, window: int | None = None
         )
         .order_by("node_id", "intent", "-count")[:DECISION_POINT_ROWS]
     )
+
+
+def _decision_points(rows: list[dict], groups: int = 30) -> list[dict]:
     points: dict[tuple[str, str], dict] = {}
     for row in rows:
         point = points.setdefault((row["node_id"], row["intent"]), {

@@ -186,10 +186,11 @@ def goal_detail(request, goal_id):
     summary = pages.goal_summary(goal_id)
     if summary is None:
         return render(request, "runs/bad_request.html", {"message": f"goal_id: no runs for goal {goal_id!r}"}, status=404)
+    nodes, points = pages.goal_nodes_and_points(goal_id, window=window)
     context = {
         "goal_id": goal_id, "summary": summary, "daily": pages.goal_daily(goal_id, summary["first_started"], summary["last_started"]),
-        "failures": pages.goal_failures(goal_id, window=window), "nodes": pages.goal_nodes(goal_id, window=window),
-        "points": pages.decision_points(goal_id, window=window), "truncated": pages.goal_window_truncated(summary, window),
+        "failures": pages.goal_failures(goal_id, window=window), "nodes": nodes,
+        "points": points, "truncated": pages.goal_window_truncated(summary, window),
         "window": window, "wider": [w for w in pages.GOAL_WINDOWS if w > window and w < summary["runs"] * 2][:1],
     }
     return render(request, "runs/goal_detail.html", context)

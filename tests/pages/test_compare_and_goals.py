@@ -102,3 +102,21 @@ def test_goal_page_shows_failures_nodes_and_decision_point_analytics(logged_in_c
 
 def test_unknown_goal_is_404(logged_in_client):
     assert logged_in_client.get("/goals/nothing/").status_code == 404
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_goal_page_nodes_are_counted_exactly_whether_or_not_the_decision_points_are_cut(logged_in_client, monkeypatch, cut):
+    from runs import pages
+
+    # 3 nodes, several intents and choices each, some outcomes missing (they count as not successful).
+    for index in range(6):
+        run = make_run(goal_id="mixed", status=["completed", "failed"][index % 2])
+        for step in range(7):
+            add_decision(run, node_id=f"node{step % 3}", intent=f"intent {step % 4}", chosen="ab"[step % 2],
+                         success=None if step == 6 else (index + step) % 3 != 0)
+    if cut:  # fewer rows than the groups: the page counts the nodes with their own query
+        monkeypatch.setattr(pages, "DECISION_POINT_ROWS", 3)
+    nodes = logged_in_client.get("/goals/mixed/").context["nodes"]
+    assert nodes == pages.goal_nodes("mixed")  # the nodes' own GROUP BY, for comparison
+    assert sum(node["total"] for node in nodes) == 6 * 7
+    assert [node["rate"] for node in nodes] == sorted((node["rate"] for node in nodes), reverse=True)
