@@ -3,8 +3,8 @@
 SQLite lets one writer in at a time. A second process's BEGIN IMMEDIATE that finds the write lock taken
 is put to sleep by SQLite's busy handler for 1 ms, then 2, 5, 10 ms and so on, however soon the lock is
 free again. Agents' one-event requests hold it for about 0.1 ms, so with two web processes about one
-BEGIN in nine slept a millisecond or more: measured, 0.19 ms of sleep per request on average, about half
-of what storing the decision cost (bench/RESULTS.md).
+BEGIN in nine slept a millisecond or more: measured, 0.22 ms per request on average, about half of what
+storing the decision cost (bench/RESULTS.md).
 
 Here every write transaction this backend starts first takes an exclusive `flock` on a file beside the
 database (`<database>-writers`), and lets it go when the transaction ends. A writer that finds it taken
