@@ -5,7 +5,7 @@ import json
 import re
 from functools import wraps
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -46,6 +46,37 @@ def bad_request_page(view):
 
 def _run_or_404(run_id: str) -> Run:
     return get_object_or_404(Run.objects.defer("extra"), run_id=run_id)
+
+
+RUNS_PREFIX = "/runs/"
+
+
+def or_the_run_named_by_the_whole_path(*, visits: bool):
+    """Run ids are the agent's own and may hold slashes, so `/runs/x/timeline/` may be run x's timeline or
+    the page of a run whose id is `x/timeline`. The route reads it as the first. The page of the run the
+    whole path names is shown instead where the route finds nothing (no run x, no such decision) and, with
+    `visits`, for a visit (not an htmx request): the timeline and header routes only answer htmx."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            whole = request.path_info.removeprefix(RUNS_PREFIX).removesuffix("/")
+
+            def named() -> bool:
+                return request.path_info.startswith(RUNS_PREFIX) and Run.objects.filter(run_id=whole).exists()
+
+            if visits and not _partial(request) and named():
+                return run_detail(request, whole)
+            try:
+                return view(request, *args, **kwargs)
+            except Http404:
+                if named():
+                    return run_detail(request, whole)
+                raise
+
+        return wrapper
+
+    return decorate
 
 
 def goal_list(request):
@@ -109,6 +140,7 @@ def run_detail(request, run_id):
     return _render(request, "runs/run_detail.html", "timeline", context, push_params=filters.as_params(after=filters.after))
 
 
+@or_the_run_named_by_the_whole_path(visits=True)
 @bad_request_page
 def run_timeline(request, run_id):
     """The next chunk of the timeline ("load more"), or the live tail of a running run (polled)."""
@@ -123,6 +155,7 @@ def run_timeline(request, run_id):
     return response
 
 
+@or_the_run_named_by_the_whole_path(visits=True)
 def run_header(request, run_id):
     """The run's header, polled every 2 s while the run is running; 286 stops the polling."""
     run = _run_or_404(run_id)
@@ -132,6 +165,7 @@ def run_header(request, run_id):
     return response
 
 
+@or_the_run_named_by_the_whole_path(visits=False)
 def decision_detail(request, run_id, decision_id):
     run = _run_or_404(run_id)
     decision = get_object_or_404(run.decisions.all(), decision_id=decision_id)
@@ -161,6 +195,8 @@ def run_compare(request):
             raise pages.BadRequest(f"run: select exactly two runs to compare, got {len(chosen)}")
         return redirect(f"{reverse('runs:compare')}?{urlencode({'a': chosen[0], 'b': chosen[1]})}")
     a, b = request.GET.get("a", "").strip(), request.GET.get("b", "").strip()
+    if not request.GET and Run.objects.filter(run_id="compare").exists():
+        return run_detail(request, "compare")  # a run whose id is "compare" (see the decorator above)
     if not (a and b):
         return render(request, "runs/run_compare.html", {"a": a, "b": b})
     runs = {r.run_id: r for r in Run.objects.filter(run_id__in=[a, b]).defer("input_data", "output_data", "extra")}

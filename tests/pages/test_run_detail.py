@@ -170,3 +170,23 @@ def test_run_exports_as_json_in_the_storage_format(logged_in_client):
     assert data["id"] == "run <1>"
     assert data["decisions"][0]["chosen_option_id"] == "b"
     assert data["metrics"]["total_decisions"] == 1
+
+
+@pytest.mark.parametrize("run_id", ["compare", "a/timeline", "a/header", "a/decisions/dec_0", "solo/timeline"])
+def test_a_run_whose_id_looks_like_another_route_opens_at_its_own_address(logged_in_client, run_id):
+    # Run ids are the agent's own: "compare", or ids ending like the timeline, header or decision routes.
+    base = make_run("a", narrative="The base run's story.")
+    add_decision(base, decision_id="dec_1", intent="the base run decided")
+    run = make_run(run_id, narrative=f"This is run {run_id}.")
+    add_decision(run, intent="what the odd run decided")
+    page = logged_in_client.get(f"/runs/{run_id}/")
+    assert page.status_code == 200, page.content[:300]
+    assert page.context["run"].run_id == run_id
+    assert "what the odd run decided" in page.content.decode()
+    # the routes of run "a" still answer for run "a" (the header and timeline ones answer htmx)
+    assert "base run&#x27;s story" in logged_in_client.get("/runs/a/header/", HTTP_HX_REQUEST="true").content.decode()
+    more = logged_in_client.get("/runs/a/timeline/?after=-1", HTTP_HX_REQUEST="true").content.decode()
+    assert "the base run decided" in more and "what the odd run decided" not in more
+    assert "the base run decided" in logged_in_client.get("/runs/a/decisions/dec_1/").content.decode()
+    assert logged_in_client.get("/runs/compare/?a=a&b=a").status_code == 200  # comparing still works
+    assert logged_in_client.get("/runs/nothing/timeline/").status_code == 404
