@@ -96,3 +96,34 @@ def test_concurrent_writers_on_sqlite_never_see_database_is_locked(tmp_path):
     for run_id, status, *counters in rows:
         live, recounted = counters[:5], counters[5:]
         assert status == "completed" and live == recounted == wanted, run_id
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_event_requests_racing_on_the_same_runs_keep_every_counter_exact():
+    # The one-event path: one statement that checks the key, locks the run, stores and counts.
+    raw = ApiKey.issue("racers", scopes=["ingest"])[1]
+    setup = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    for run_id in ("race-0", "race-1"):
+        assert setup.post("/api/v1/runs", json.dumps({"id": run_id, "goal_id": "g"}),
+                          content_type="application/json").status_code == 201
+    statuses: list[tuple[int, int]] = []
+
+    def work(index):
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        for n in range(15):
+            body = json.dumps({"id": f"dec_{index * 15 + n}", "node_id": f"node_{(index + n) % 4}", "intent": "x",
+                               "outcome": {"success": n % 3 != 0, "tokens_used": 5, "latency_ms": 2}})
+            url = f"/api/v1/runs/race-{n % 2}/decisions"
+            first = client.post(url, body, content_type="application/json").status_code
+            again = client.post(url, body, content_type="application/json").status_code  # a retried request
+            statuses.append((first, again))
+
+    assert in_threads(8, work) == []
+    assert set(statuses) == {(201, 200)} and len(statuses) == 8 * 15
+    for run in Run.objects.filter(run_id__startswith="race-"):
+        live = [getattr(run, name) for name in COUNTERS] + [run.nodes_executed]
+        run.recount(save=False)
+        assert live == [getattr(run, name) for name in COUNTERS] + [run.nodes_executed], run.run_id
+        expected = 8 * (8 if run.run_id == "race-0" else 7)  # each thread: n = 0..14, alternating runs
+        assert run.decision_count == expected and run.total_tokens == 5 * expected
