@@ -98,12 +98,16 @@ def run_start(request):
 def decision_add(request, run_id: str):
     # One event per request is the hot path of agents that report without the SDK. The common case, a
     # new decision at the end of its run, is stored by one statement that also checks the API key
-    # (`BearerKey`); anything else first checks the key as every operation does, then takes the full path.
+    # (`BearerKey`), once this process has found the key valid; anything else first checks the key as
+    # every operation does, then takes the full path.
     bearer = request.auth
     payload = _plain_decision(request.body)
-    if payload is not None and (answer := ingest.append_decision(run_id, payload, bearer.credentials())) is not None:
-        bearer.note_use()
-        return _json_answer(answer, 201)
+    if payload is not None:
+        if not bearer.seen():
+            request.auth = bearer.verified()
+        if (answer := ingest.append_decision(run_id, payload, bearer.credentials())) is not None:
+            bearer.note_use()
+            return _json_answer(answer, 201)
     request.auth = bearer.verified()
     try:
         answer, created = ingest.add_decision(run_id, payload if payload is not None else _json_body(request))

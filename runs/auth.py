@@ -59,43 +59,54 @@ def check_key(token: str, scope: str) -> ApiKey | None:
     return key
 
 
-_NOTED: dict[str, float] = {}  # key lookup -> when this process last brought its last_used_at up to date
+# Digests of the keys this process has checked and found valid -> when it last brought their last_used_at
+# up to date. Only a valid key gets in, so it holds no more entries than there are keys.
+_SEEN: dict[str, float] = {}
 
 
 class BearerKey:
     """A bearer token not checked yet: what an operation declared `checked_in_view` gets as `request.auth`.
 
     One-event ingestion is the hot path of agents that report without the SDK; there the view checks the
-    key inside the statement that stores the event (`ingest.append_decision`), one query instead of two.
-    Whatever that statement does not store, the view first checks the key as every other operation does
-    (`verified`: 401 or 403 exactly as ninja answers them), then answers from the full path: a client
-    without a valid key learns nothing more than before, whatever its request holds.
+    key inside the statement that stores the event (`ingest.append_decision`), one query instead of two,
+    once this process has found the key valid (`seen`): a made-up or forged key never gets as far as a
+    write. Whatever that statement does not store, the view first checks the key as every other operation
+    does (`verified`: 401 or 403 exactly as ninja answers them), then answers from the full path, so a
+    client without a valid key learns nothing more than before, whatever its request holds, and a key
+    revoked since is refused at once. The statement compares SHA-256 digests, as a unique index would: how
+    long a comparison takes could only tell how much of a digest matched, never anything of the key
+    (`ApiKey.authenticate` compares in constant time anyway).
     """
 
-    __slots__ = ("token", "scope")
+    __slots__ = ("token", "scope", "digest")
 
     def __init__(self, token: str, scope: str):
-        self.token, self.scope = token, scope
+        self.token, self.scope, self.digest = token, scope, ApiKey._digest(token)
+
+    def seen(self) -> bool:
+        """Whether this process has found this key valid before (it may have been revoked since)."""
+        return self.digest in _SEEN
 
     def credentials(self) -> tuple[str, str, str]:
         """(lookup, digest, scope): what the storing statement matches against an active key's row."""
-        return self.token[:16], ApiKey._digest(self.token), self.scope
+        return self.token[:16], self.digest, self.scope
 
     def verified(self) -> ApiKey:
         key = check_key(self.token, self.scope)
         if key is None:
             raise AuthenticationError()
+        _SEEN[self.digest] = time.monotonic()  # check_key brought last_used_at up to date
         return key
 
     def note_use(self) -> None:
         """After the statement matched the key: bring its last_used_at up to date, at most once a minute per
-        process (and only when it is older than that, as `check` does)."""
-        lookup, now = self.token[:16], time.monotonic()
-        if now - _NOTED.get(lookup, float("-inf")) < LAST_USED_EVERY.total_seconds():
+        process (and only when it is older than that, as `check_key` does)."""
+        now = time.monotonic()
+        if now - _SEEN.get(self.digest, float("-inf")) < LAST_USED_EVERY.total_seconds():
             return
-        _NOTED[lookup] = now
+        _SEEN[self.digest] = now
         stale = timezone.now() - LAST_USED_EVERY
-        ApiKey.objects.filter(Q(last_used_at=None) | Q(last_used_at__lt=stale), lookup=lookup).update(
+        ApiKey.objects.filter(Q(last_used_at=None) | Q(last_used_at__lt=stale), lookup=self.token[:16]).update(
             last_used_at=timezone.now())
 
 

@@ -1,7 +1,8 @@
 """One-event decision requests check the API key inside the statement that stores the decision
-(`runs.auth.BearerKey`, `runs.ingest.append_decision`). A key that is made up, forged on a real key's
-prefix, revoked, or without the ingest scope stores nothing and gets the 401 / 403 every operation gives,
-whatever the body holds; the common case is stored by that one statement."""
+(`runs.auth.BearerKey`, `runs.ingest.append_decision`), once the process has found the key valid. A key
+that is made up, forged on a real key's prefix, revoked (even after it was used), or without the ingest
+scope stores nothing and gets the 401 / 403 every operation gives, whatever the body holds; a key never
+found valid is checked before anything is written; the common case is stored by that one statement."""
 
 import json
 
@@ -89,3 +90,34 @@ def test_the_checked_append_keeps_last_used_at_up_to_date(client, started):
     assert _post(client, raw, DECISION).status_code == 201
     key.refresh_from_db()
     assert key.last_used_at is not None
+
+
+def _next(n: int) -> dict:
+    return {**DECISION, "id": f"dec_{n}"}
+
+
+def test_a_key_revoked_after_this_process_used_it_is_refused_at_once_and_stores_nothing(client, started):
+    key, raw = ApiKey.issue("soon revoked", scopes=["ingest"])
+    assert _post(client, raw, _next(0)).status_code == 201  # the key is now known good to this process
+    key.revoke()
+    answer = _post(client, raw, _next(1))
+    assert answer.status_code == 401 and "API key" in answer.json()["detail"]
+    assert _stored() == (1, 1)
+
+
+def test_a_key_whose_ingest_scope_was_taken_away_is_refused_at_once_and_stores_nothing(client, started):
+    key, raw = ApiKey.issue("narrowed", scopes=["ingest", "read"])
+    assert _post(client, raw, _next(0)).status_code == 201
+    ApiKey.objects.filter(pk=key.pk).update(scopes=["read"])
+    answer = _post(client, raw, _next(1))
+    assert answer.status_code == 403 and "'ingest' scope" in answer.json()["detail"]
+    assert _stored() == (1, 1)
+
+
+@pytest.mark.parametrize("make_key", [_made_up, _forged])
+def test_a_key_never_found_valid_is_refused_before_anything_is_written(client, api_key, started, make_key, monkeypatch):
+    def no_write(*args, **kwargs):
+        raise AssertionError("an unchecked key reached the storing statement")
+
+    monkeypatch.setattr(ingest, "append_decision", no_write)
+    assert _post(client, make_key(api_key), DECISION).status_code == 401
