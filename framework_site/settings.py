@@ -128,6 +128,8 @@ WSGI_APPLICATION = "framework_site.wsgi.application"
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # writers queued as below
+        DATABASES["default"]["ENGINE"] = "framework_site.sqlite_backend"
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("TEST", {})["NAME"] = env_str("DATABASE_TEST_NAME", "test_framework")
         # Django's cursors bind parameters client-side and never prepare; this only lets the ingest hot

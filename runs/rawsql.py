@@ -56,32 +56,18 @@ def cursor(connection, sql: str, params: Sequence[Any]):
 @contextmanager
 def immediate_transaction(connection):
     """SQLite: the block in one BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception), as
-    `transaction.atomic()` runs it with this project's settings, without its savepoint bookkeeping;
-    inside an atomic block the statements simply join the transaction already open."""
+    `transaction.atomic()` runs it with this project's settings, without its savepoint bookkeeping, and
+    queued behind our other writers as every write transaction is (framework_site/sqlite_backend); inside
+    an atomic block the statements simply join the transaction already open."""
     if connection.in_atomic_block:
         yield
         return
     connection.ensure_connection()
-    driver = connection.connection
-    queued = hasattr(connection, "begin_writing")  # our backend (framework_site/sqlite_backend), or Django's
     with connection.wrap_database_errors:
-        if queued:
-            connection.begin_writing("IMMEDIATE")  # BEGIN IMMEDIATE, behind our other writers in the file lock's queue
-        else:
-            driver.execute("BEGIN IMMEDIATE")
+        connection.begin_writing("IMMEDIATE")
     try:
         yield
     except BaseException:
-        try:
-            with connection.wrap_database_errors:
-                driver.rollback()
-        finally:
-            if queued:
-                connection.done_writing()
+        connection.end_writing(commit=False)
         raise
-    try:
-        with connection.wrap_database_errors:
-            driver.commit()
-    finally:
-        if queued:
-            connection.done_writing()
+    connection.end_writing(commit=True)

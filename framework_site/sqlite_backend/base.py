@@ -84,6 +84,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self.done_writing()
             raise
 
+    def end_writing(self, *, commit: bool) -> None:
+        """COMMIT (or ROLLBACK) what `begin_writing` began outside Django's transaction management, and let
+        the next writer in."""
+        try:
+            with self.wrap_database_errors:
+                (self.connection.commit if commit else self.connection.rollback)()
+        finally:
+            self.done_writing()
+
     def done_writing(self) -> None:
         if self.writer_lock is not None:
             self.writer_lock.release()
