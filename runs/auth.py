@@ -89,7 +89,7 @@ class BearerKey:
 
     def credentials(self) -> tuple[str, str, str]:
         """(lookup, digest, scope): what the storing statement matches against an active key's row."""
-        return self.token[:16], self.digest, self.scope
+        return ApiKey._lookup(self.token), self.digest, self.scope
 
     def verified(self) -> ApiKey:
         key = check_key(self.token, self.scope)
@@ -106,7 +106,7 @@ class BearerKey:
             return
         _SEEN[self.digest] = now
         stale = timezone.now() - LAST_USED_EVERY
-        ApiKey.objects.filter(Q(last_used_at=None) | Q(last_used_at__lt=stale), lookup=self.token[:16]).update(
+        ApiKey.objects.filter(Q(last_used_at=None) | Q(last_used_at__lt=stale), lookup=ApiKey._lookup(self.token)).update(
             last_used_at=timezone.now())
 
 

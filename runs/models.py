@@ -382,18 +382,22 @@ class ApiKey(models.Model):
     def _digest(raw: str) -> str:
         return hashlib.sha256(raw.encode()).hexdigest()
 
+    @staticmethod
+    def _lookup(raw: str) -> str:
+        return raw[:16]
+
     @classmethod
     def issue(cls, name: str, scopes: list[str] | None = None, created_by=None) -> tuple["ApiKey", str]:
         raw = cls.PREFIX + secrets.token_urlsafe(32)
         key = cls.objects.create(
-            name=name, lookup=raw[:16], digest=cls._digest(raw), scopes=list(scopes or DEFAULT_SCOPES),
+            name=name, lookup=cls._lookup(raw), digest=cls._digest(raw), scopes=list(scopes or DEFAULT_SCOPES),
             created_by=created_by,
         )
         return key, raw
 
     @classmethod
     def authenticate(cls, raw: str) -> "ApiKey | None":
-        key = fetch_one(cls, {"lookup": raw[:16], "revoked_at": None})
+        key = fetch_one(cls, {"lookup": cls._lookup(raw), "revoked_at": None})
         if key is None or not hmac.compare_digest(key.digest, cls._digest(raw)):
             return None
         return key

@@ -5,8 +5,11 @@ scope stores nothing and gets the 401 / 403 every operation gives, whatever the 
 found valid is checked before anything is written; the common case is stored by that one statement."""
 
 import json
+import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from runs import ingest
 from runs.models import ApiKey, Decision, Run
@@ -84,12 +87,19 @@ def test_a_bad_key_is_refused_before_anything_about_the_body_or_the_run_is_said(
     assert _stored() == (1, 1)
 
 
-def test_the_checked_append_keeps_last_used_at_up_to_date(client, started):
+def test_the_checked_append_keeps_last_used_at_up_to_date(client, started, monkeypatch):
+    from runs import auth
+
     key, raw = ApiKey.issue("fresh", scopes=["ingest"])
-    assert key.last_used_at is None
-    assert _post(client, raw, DECISION).status_code == 201
+    assert _post(client, raw, _next(0)).status_code == 201  # checked the usual way: last_used_at set
+    # Over a minute later, as far as the key and this process know: the append itself must bring it up to date.
+    old = timezone.now() - timedelta(minutes=5)
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=old)
+    monkeypatch.setitem(auth._SEEN, ApiKey._digest(raw), time.monotonic() - 120)
+    monkeypatch.setattr(ingest, "add_decision", lambda *args: pytest.fail("took the full path"))
+    assert _post(client, raw, _next(1)).status_code == 201
     key.refresh_from_db()
-    assert key.last_used_at is not None
+    assert key.last_used_at > old + timedelta(minutes=4)
 
 
 def _next(n: int) -> dict:
