@@ -6,30 +6,16 @@ import pytest
 from runs import ingest
 from runs.models import Run
 
-from tests.concurrency import in_threads
+from tests.concurrency import in_threads, race_on_one_run, raced_counters
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def test_parallel_decisions_and_outcomes_keep_counters_equal_to_a_recount():
-    ingest.start_run({"id": "busy", "goal_id": "g"})
-
-    def work(index):
-        for n in range(10):
-            decision_id = f"dec_{index * 10 + n}"
-            ingest.add_decision("busy", {"id": decision_id, "node_id": f"node_{n % 3}", "intent": "x",
-                                         "outcome": {"success": n % 2 == 0, "tokens_used": 10, "latency_ms": 1}})
-            ingest.record_outcome("busy", decision_id, {"success": True, "tokens_used": 7, "latency_ms": 2})
-            ingest.add_problem("busy", {"id": f"p{index}_{n}", "severity": "minor", "description": "x"})
-
-    assert in_threads(4, work) == []
-    run = Run.objects.get(run_id="busy")
-    live = (run.decision_count, run.success_count, run.failure_count, run.total_tokens, run.total_latency_ms,
-            run.problem_count, run.nodes_executed)
-    assert live == (40, 40, 0, 280, 80, 40, ["node_0", "node_1", "node_2"])
-    run.recount(save=False)
-    assert live == (run.decision_count, run.success_count, run.failure_count, run.total_tokens,
-                    run.total_latency_ms, run.problem_count, run.nodes_executed)
+    errors, live, recounted = race_on_one_run("busy", threads=4, per_thread=10)
+    assert errors == []
+    assert live == raced_counters(40)
+    assert live == recounted
 
 
 def test_the_same_run_started_by_racing_writers_is_created_once():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from framework_site.sqlite_backend.base import WriterLock
+from tests.concurrency import raced_counters
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,9 +24,9 @@ import django
 django.setup()
 from django.core.management import call_command
 from django.db import connection, transaction
-from runs import ingest, rawsql
+from runs import rawsql
 from runs.models import Run
-from tests.concurrency import in_threads
+from tests.concurrency import race_on_one_run
 
 call_command("migrate", verbosity=0)
 lock_path = os.environ["SQLITE_PATH"] + "-writers"
@@ -56,22 +57,7 @@ except RuntimeError:
     pass
 seen["after rollback"] = taken()
 
-ingest.start_run({"id": "busy", "goal_id": "g"})
-
-def work(index):
-    for n in range(25):
-        decision_id = f"dec_{index * 25 + n}"
-        ingest.add_decision("busy", {"id": decision_id, "node_id": f"node_{n % 3}", "intent": "x",
-                                     "outcome": {"success": n % 2 == 0, "tokens_used": 10, "latency_ms": 1}})
-        if n % 5 == 0:
-            ingest.record_outcome("busy", decision_id, {"success": True, "tokens_used": 7, "latency_ms": 2})
-
-seen["errors"] = in_threads(4, work)
-run = Run.objects.get(run_id="busy")
-live = [run.decision_count, run.success_count, run.failure_count, run.total_tokens, run.nodes_executed]
-run.recount(save=False)
-seen["live"] = live
-seen["recount"] = [run.decision_count, run.success_count, run.failure_count, run.total_tokens, run.nodes_executed]
+seen["errors"], seen["live"], seen["recount"] = race_on_one_run("busy", threads=4, per_thread=25)
 print(json.dumps(seen))
 """
 
@@ -87,8 +73,8 @@ def test_writers_hold_the_file_lock_only_inside_a_transaction_and_racing_writers
         "before": False, "in atomic": True, "after atomic": False, "in append transaction": True,
         "after append transaction": False, "before failing": True, "after rollback": False}
     assert seen["errors"] == []
+    assert seen["live"] == raced_counters(100)
     assert seen["live"] == seen["recount"]
-    assert seen["live"][:4] == [100, 60, 40, 100 * 10 - 20 * 3]  # 20 outcomes replaced: 10 tokens -> 7
 
 
 def test_a_writer_stuck_holding_the_lock_delays_others_only_up_to_the_timeout(tmp_path):
