@@ -291,6 +291,8 @@ def server_checks(server_kind: str, checks: list) -> list:
 
 def server_note(server_kind: str, note: str) -> str:
     return note if server_kind == PRODUCTION_SERVER else "the alternative server: compared, no target"
+
+
 FLOOR_TABLE = "bench_floor"  # the per-event floor's table (bench/urls.py), made by bench/events.py
 
 

@@ -2,11 +2,13 @@ import json
 from contextlib import nullcontext
 
 from django.contrib.auth.decorators import login_not_required
+from django.db import connection
 from django.http import JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from framework_site.urls import urlpatterns as project_urlpatterns
+from runs import rawsql
 
 from .common import FLOOR_TABLE
 
@@ -24,10 +26,6 @@ def noop(request):
 def floor(request):
     """Parse the JSON body and store it with one INSERT, committed (on SQLite in a write transaction queued
     as ours are): the least any durable one-event request costs in this server and database."""
-    from django.db import connection
-
-    from runs import rawsql
-
     body = json.loads(request.body or b"null")
     with rawsql.immediate_transaction(connection) if connection.vendor == "sqlite" else nullcontext():
         with rawsql.cursor(connection, f"INSERT INTO {FLOOR_TABLE} (body) VALUES (%s)", [json.dumps(body)]):

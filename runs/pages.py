@@ -44,6 +44,7 @@ GOAL_CHART_DAYS = 90
 GOAL_ANALYTICS_RUNS = 500
 GOAL_WINDOWS = (500, 2_000, 10_000)
 DECISION_POINT_ROWS = 400
+GOAL_NODES = 20  # the goal page's node table: the worst nodes by failure rate
 # The overview's "worst node" reads the decisions of the latest runs across all goals: a bounded cost.
 WORST_NODE_RUNS = 1_000
 
@@ -682,7 +683,7 @@ def goal_failures(goal_id: str, *, limit: int = 10, window: int | None = None) -
     )
 
 
-def goal_nodes(goal_id: str, *, limit: int = 20, window: int | None = None) -> list[dict]:
+def goal_nodes(goal_id: str, *, limit: int = GOAL_NODES, window: int | None = None) -> list[dict]:
     """Nodes by failure rate, where failed means not successful (missing outcomes count), as the original."""
     rows = list(
         Decision.objects.filter(run__in=_goal_window(goal_id, window)).values("node_id")
@@ -711,7 +712,7 @@ def goal_nodes_and_points(goal_id: str, *, window: int | None = None) -> tuple[l
         node = nodes.setdefault(row["node_id"], {"node_id": row["node_id"], "total": 0, "failed": 0})
         node["total"] += row["count"]
         node["failed"] += row["count"] - row["succeeded"]
-    return _worst_nodes(list(nodes.values()), 20), _decision_points(rows)
+    return _worst_nodes(list(nodes.values()), GOAL_NODES), _decision_points(rows)
 
 
 def decision_points(goal_id: str, *, groups: int = 30, window: int | None = None) -> list[dict]:
