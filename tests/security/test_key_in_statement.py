@@ -131,3 +131,48 @@ def test_a_key_never_found_valid_is_refused_before_anything_is_written(client, a
 
     monkeypatch.setattr(ingest, "append_decision", no_write)
     assert _post(client, make_key(api_key), DECISION).status_code == 401
+
+
+def test_with_a_key_already_seen_the_append_is_answered_before_ninja_s_view(client, api_key, started, monkeypatch):
+    from ninja.operation import Operation
+
+    assert _post(client, api_key, _next(0)).status_code == 201  # the key is now known good to this process
+    monkeypatch.setattr(Operation, "run", lambda *args, **kwargs: pytest.fail("went through ninja's operation"))
+    answer = _post(client, api_key, _next(1))
+    assert answer.status_code == 201 and answer.json()["seq"] == 1, answer.content
+    assert answer["Content-Type"] == "application/json; charset=utf-8"
+    assert _stored() == (2, 2)
+
+
+def test_what_the_first_statement_does_not_store_is_tried_once_and_answered_by_the_full_path(client, api_key, started,
+                                                                                               monkeypatch):
+    assert _post(client, api_key, _next(0)).status_code == 201
+    tries = []
+    append = ingest.append_decision
+    monkeypatch.setattr(ingest, "append_decision", lambda *args: tries.append(args) or append(*args))
+    replay = _post(client, api_key, _next(0))
+    assert replay.status_code == 200 and replay.json()["seq"] == 0, replay.content
+    assert len(tries) == 1  # the replay took one statement that stored nothing, then the full path
+    invalid = _post(client, api_key, {**_next(1), "chosen_option_id": 7})
+    assert invalid.status_code == 422 and "chosen_option_id" in invalid.json()["detail"]
+    assert _stored() == (1, 1)
+
+
+@pytest.mark.parametrize("header, status", [
+    ("bearer {key}", 201),  # the scheme in any case, as ninja reads it
+    ("BEARER {key}", 201),
+    ("Bearer  {key}", 401),  # the token is everything after the first space
+    ("Bearer {key} ", 401),
+    ("Basic {key}", 401),
+    ("{key}", 401),
+    ("Bearer", 401),
+])
+def test_the_bearer_token_is_read_as_every_other_operation_reads_it(client, api_key, started, header, status):
+    assert _post(client, api_key, _next(0)).status_code == 201  # a seen key: the first statement is tried
+    answer = client.post(URL, json.dumps(_next(1)), content_type="application/json",
+                         HTTP_AUTHORIZATION=header.format(key=api_key))
+    assert answer.status_code == status, answer.content
+    outcome = client.put(f"{URL}/dec_0/outcome", json.dumps({"success": False}), content_type="application/json",
+                         HTTP_AUTHORIZATION=header.format(key=api_key))  # a plain ninja operation, same header
+    assert (outcome.status_code == 401) == (status == 401), outcome.content
+    assert _stored()[0] == (2 if status == 201 else 1)
