@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
-from runs.api import FIRST
+from runs.api import adapted_urls
 
 from .api import api
 
@@ -18,16 +18,8 @@ def _public(patterns):
     return patterns
 
 
-def _first(patterns):
-    """ninja's views of the routes in `runs.api.FIRST`, wrapped by what goes first on them."""
-    for pattern in patterns:
-        if (wrap := FIRST.get(str(pattern.pattern))) is not None:
-            pattern.callback = wrap(pattern.callback)
-    return patterns
-
-
 api_urls, app_name, namespace = api.urls
-api_urls = _first(api_urls)
+api_urls = adapted_urls(api_urls)
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

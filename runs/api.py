@@ -8,6 +8,7 @@ import base64
 import binascii
 import gc
 import json
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from functools import wraps
@@ -93,7 +94,7 @@ def run_start(request):
     return _write(lambda: ingest.start_run(_json_body(request)))
 
 
-@router.post("/runs/{run_id}/decisions", auth=ingest_auth_in_view,
+@router.post("/runs/{path:run_id}/decisions", auth=ingest_auth_in_view,
              response={201: DecisionOut, 200: DecisionOut, **ERRORS},
              openapi_extra=_documented(DecisionIn), summary="Report a decision (its outcome may be inline)")
 def decision_add(request, run_id: str):
@@ -144,7 +145,41 @@ def appending_first(view: Callable) -> Callable:
     return first
 
 
-FIRST = {"runs/<run_id>/decisions": appending_first}  # route -> what wraps ninja's view of it
+def or_the_run_named_by_the_whole_path(view: Callable, run_view: Callable) -> Callable:
+    """Wraps ninja's view of a route below a run (framework_site/urls.py). Run ids are the agent's own and
+    may hold slashes, so `GET /runs/x/summary` may be run x's summary or the run whose id is `x/summary`.
+    The route reads it as the first; where that finds nothing (404: no run x; 405: a route that only takes
+    POST) and the whole path names a run, that run is answered (`GET /runs/{run_id}`), as the dashboard's
+    pages do."""
+    @wraps(view)
+    def wrapper(request, **kwargs):
+        response = view(request, **kwargs)
+        if request.method == "GET" and response.status_code in (404, 405):
+            whole = request.path_info.split(RUNS_IN_PATH, 1)[-1]
+            if Run.objects.filter(run_id=whole).exists():
+                return run_view(request, run_id=whole)
+        return response
+    return wrapper
+
+
+RUNS_IN_PATH = "/runs/"
+FIRST = {"runs/<path:run_id>/decisions": appending_first}  # route -> what wraps ninja's view of it
+_RUN = "runs/<path:run_id>"
+
+
+def adapted_urls(patterns: list) -> list:
+    """ninja's URL patterns of the API, adapted: the routes in `FIRST` wrapped by what goes first on them,
+    the routes below a run wrapped by `or_the_run_named_by_the_whole_path`, and each route that ends in a
+    path (`runs/<path:run_id>`) after every other, so that it never takes a path meant for a route below
+    it (`runs/x/summary` is run x's summary; Django takes the first route that matches)."""
+    run_view = next(pattern.callback for pattern in patterns if str(pattern.pattern) == _RUN)
+    for pattern in patterns:
+        route = str(pattern.pattern)
+        if (wrap := FIRST.get(route)) is not None:
+            pattern.callback = wrap(pattern.callback)
+        if route.startswith(_RUN + "/"):
+            pattern.callback = or_the_run_named_by_the_whole_path(pattern.callback, run_view)
+    return sorted(patterns, key=lambda pattern: bool(re.search(r"<path:\w+>$", str(pattern.pattern))))
 
 
 def _json_answer(answer: dict, status: int) -> HttpResponse:
@@ -163,20 +198,20 @@ def _plain_decision(body: bytes) -> DecisionIn | None:
         return None
 
 
-@router.put("/runs/{run_id}/decisions/{decision_id}/outcome", auth=ingest_auth,
+@router.put("/runs/{path:run_id}/decisions/{decision_id}/outcome", auth=ingest_auth,
             response={201: DecisionOut, 200: DecisionOut, **ERRORS},
             openapi_extra=_documented(OutcomeIn), summary="Report (or replace) a decision's outcome")
 def outcome_record(request, run_id: str, decision_id: str):
     return _write(lambda: ingest.record_outcome(run_id, decision_id, _json_body(request)))
 
 
-@router.post("/runs/{run_id}/problems", auth=ingest_auth, response={201: ProblemOut, 200: ProblemOut, **ERRORS},
+@router.post("/runs/{path:run_id}/problems", auth=ingest_auth, response={201: ProblemOut, 200: ProblemOut, **ERRORS},
              openapi_extra=_documented(ProblemIn), summary="Report a problem")
 def problem_add(request, run_id: str):
     return _write(lambda: ingest.add_problem(run_id, _json_body(request)))
 
 
-@router.post("/runs/{run_id}/end", auth=ingest_auth, response={201: RunSummaryOut, 200: RunSummaryOut, **ERRORS},
+@router.post("/runs/{path:run_id}/end", auth=ingest_auth, response={201: RunSummaryOut, 200: RunSummaryOut, **ERRORS},
              openapi_extra=_documented(RunEndIn), summary="End a run")
 def run_end(request, run_id: str):
     return _write(lambda: ingest.end_run(run_id, _json_body(request)))
@@ -285,22 +320,22 @@ def run_list(request, filters: Query[RunFilters]):
     return {"items": page, "next_cursor": _encode_cursor(page[-1]) if more else None, "count": count}
 
 
-@router.get("/runs/{run_id}", response={200: dict, **ERRORS}, summary="A run in the original storage JSON format")
+@router.get("/runs/{path:run_id}", response={200: dict, **ERRORS}, summary="A run in the original storage JSON format")
 def run_detail(request, run_id: str):
     return HttpResponse(run_to_json(_get_run(run_id)), content_type="application/json")
 
 
-@router.get("/runs/{run_id}/summary", response={200: dict, **ERRORS}, summary="RunSummary")
+@router.get("/runs/{path:run_id}/summary", response={200: dict, **ERRORS}, summary="RunSummary")
 def run_summary_detail(request, run_id: str):
     return run_summary(_get_run(run_id)).model_dump(mode="json")
 
 
-@router.get("/runs/{run_id}/trace", response={200: dict, **ERRORS}, summary="The decision trace")
+@router.get("/runs/{path:run_id}/trace", response={200: dict, **ERRORS}, summary="The decision trace")
 def run_trace(request, run_id: str):
     return {"trace": decision_trace(_get_run(run_id))}
 
 
-@router.get("/runs/{run_id}/failure-analysis", response={200: dict, **ERRORS},
+@router.get("/runs/{path:run_id}/failure-analysis", response={200: dict, **ERRORS},
             summary="Why the run failed (null unless it failed)")
 def run_failure_analysis(request, run_id: str):
     analysis = heuristics.analyze_failure(failure_analysis_run(_get_run(run_id)))
@@ -313,19 +348,19 @@ def goal_list(request):
     return {"goals": list(goals)}
 
 
-@router.get("/goals/{goal_id}/runs", response={200: dict, **ERRORS}, summary="The goal's run summaries, index order")
+@router.get("/goals/{path:goal_id}/runs", response={200: dict, **ERRORS}, summary="The goal's run summaries, index order")
 def goal_runs(request, goal_id: str):
     runs = Run.objects.for_goal(goal_id).in_index_order()
     return {"runs": [summary.model_dump(mode="json") for summary in summaries_for(runs)]}
 
 
-@router.get("/goals/{goal_id}/patterns", response={200: dict, **ERRORS}, summary="Patterns across the goal's runs")
+@router.get("/goals/{path:goal_id}/patterns", response={200: dict, **ERRORS}, summary="Patterns across the goal's runs")
 def goal_patterns(request, goal_id: str):
     patterns = queries.goal_patterns(goal_id)
     return {"patterns": patterns.to_dict() if patterns is not None else None}
 
 
-@router.get("/goals/{goal_id}/improvements", response={200: dict, **ERRORS}, summary="Improvement suggestions")
+@router.get("/goals/{path:goal_id}/improvements", response={200: dict, **ERRORS}, summary="Improvement suggestions")
 def goal_improvements(request, goal_id: str):
     return {"suggestions": heuristics.suggest_improvements(queries.goal_patterns(goal_id))}
 
@@ -346,7 +381,7 @@ def compare(request, run_1: str, run_2: str):
     )
 
 
-@router.get("/nodes/{node_id}/performance", response={200: dict, **ERRORS}, summary="One node's record")
+@router.get("/nodes/{path:node_id}/performance", response={200: dict, **ERRORS}, summary="One node's record")
 def node_performance(request, node_id: str):
     return queries.node_performance(node_id)
 

@@ -193,3 +193,23 @@ def test_an_agent_that_exits_before_a_slow_dashboard_stores_anything_loses_nothi
     assert [d.outcome.success for d in run.decisions] == [n % 3 > 0 for n in range(100)]
     assert Decision.objects.filter(run__run_id=run_id).count() == 100
     assert not list(spool_root.glob("*/*.jsonl"))
+
+
+def test_goal_and_node_ids_with_slashes_are_answered_through_the_dashboard(live_server, api_key_raw, spool_root):
+    # Local storage refuses them (a goal id is a file name there); the dashboard stores them, and the SDK
+    # reading it must find them, not answer "no such goal" as it did.
+    runtime = Runtime(live_server.url, api_key=api_key_raw, **FAST)
+    for n in range(3):
+        runtime.start_run("team-a/checkout", "Pay for the basket")
+        runtime.set_node("tools/search")
+        decision_id = runtime.decide(intent="Find the product", options=[{"id": "web", "description": "Search"}],
+                                     chosen="web", reasoning="Only option")
+        runtime.record_outcome(decision_id, success=n != 1, error=None if n != 1 else "no results", tokens_used=10)
+        runtime.end_run(success=n != 1)
+    assert runtime.flush()
+    remote = BuilderQuery(live_server.url, api_key=api_key_raw)
+    assert [summary.status for summary in remote.list_runs_for_goal("team-a/checkout")] == ["completed", "failed", "completed"]
+    patterns = remote.find_patterns("team-a/checkout")
+    assert patterns.run_count == 3 and patterns.common_failures == [("no results", 1)]
+    assert remote.get_node_performance("tools/search")["total_decisions"] == 3
+    runtime.transport.close()
