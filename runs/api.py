@@ -38,7 +38,7 @@ from .schemas import (
 
 router = Router(tags=["runs"])
 
-ERRORS = {400: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
+ERRORS = {400: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut, 503: ErrorOut}
 
 
 # --- request bodies --------------------------------------------------------------------------------
@@ -72,8 +72,13 @@ def _json_body(request) -> Any:
         raise HttpError(400, "Request body is nested too deeply.") from None
 
 
-def _error(exc: ingest.IngestError) -> Status:
-    return Status(exc.status, {"detail": exc.detail, "errors": exc.errors})
+def _error(exc: ingest.IngestError) -> Status | HttpResponse:
+    body = {"detail": exc.detail, "errors": exc.errors}
+    if isinstance(exc, ingest.Busy):  # nothing stored: the sender tries again (the SDK does)
+        response = HttpResponse(json.dumps(body), status=exc.status, content_type="application/json; charset=utf-8")
+        response["Retry-After"] = "1"
+        return response
+    return Status(exc.status, body)
 
 
 def _write(call: Callable[[], tuple[Any, bool]]) -> Status:
@@ -118,8 +123,13 @@ def decision_add(request, run_id: str):
 
 
 def _append(run_id: str, payload: DecisionIn, bearer: BearerKey) -> HttpResponse | None:
-    """The one-statement append (201), or None when it stored nothing."""
-    if (answer := ingest.append_decision(run_id, payload, bearer.credentials())) is None:
+    """The one-statement append (201), or None when it stored nothing (the full path answers then, also
+    when the database refused the statement for conflicting writes)."""
+    try:
+        answer = ingest.append_decision(run_id, payload, bearer.credentials())
+    except ingest.Busy:
+        return None
+    if answer is None:
         return None
     bearer.note_use()
     return _json_answer(answer, 201)

@@ -11,11 +11,14 @@ silently overwritten. A second outcome for a decision *replaces* the first, and 
 difference (the original counted it twice; see `Run.recount`).
 """
 
+import random
 import re
+import time
 from collections.abc import Callable
+from functools import wraps
 from typing import Any, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, OperationalError, connections, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
@@ -26,6 +29,12 @@ from .schemas import (
     METRICS_EXTRA_KEY, DecisionIn, OutcomeIn, ProblemIn, RunEndIn, RunFileIn, RunStartIn, unchecked_many,
     unstorable_text,
 )
+
+try:
+    from psycopg.errors import DeadlockDetected, SerializationFailure
+    _CONFLICTS: tuple[type, ...] = (DeadlockDetected, SerializationFailure)
+except ImportError:  # SQLite only
+    _CONFLICTS = ()
 
 _DEC_N = re.compile(r"dec_(\d{1,9})")
 _PROB_N = re.compile(r"prob_(\d{1,9})")
@@ -50,6 +59,36 @@ class Conflict(IngestError):
 
 class Invalid(IngestError):
     status = 422
+
+
+class Busy(IngestError):
+    status = 503
+
+
+CONFLICT_ATTEMPTS = 3  # tries of a write PostgreSQL refuses for a conflicting one (deadlock, serialization)
+
+
+def retrying_conflicts(write: Callable) -> Callable:
+    """A write in its own transaction, run again when PostgreSQL refused it for a conflicting one (a
+    deadlock, a serialization failure): the refused transaction stored nothing, so running it again is
+    what its sender would have to do, done before answering. After `CONFLICT_ATTEMPTS`, or when SQLite's
+    write lock stayed taken for its whole busy timeout, Busy (503: nothing stored, try again). Inside a
+    caller's transaction the write runs once and the caller's transaction decides."""
+    @wraps(write)
+    def wrapper(*args, **kwargs):
+        if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+            return write(*args, **kwargs)
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return write(*args, **kwargs)
+            except OperationalError as exc:
+                if not isinstance(exc.__cause__, _CONFLICTS) and "database is locked" not in str(exc):
+                    raise
+                if attempt == CONFLICT_ATTEMPTS or "database is locked" in str(exc):
+                    raise Busy(f"The database refused this write because of conflicting writes ({exc}); nothing "
+                               "of it was stored. Send it again.") from exc
+                time.sleep(random.uniform(0.005, 0.02) * attempt)  # the other writer finishes meanwhile
+    return wrapper
 
 
 T = TypeVar("T", bound=BaseModel)
@@ -95,6 +134,7 @@ def _differences(obj, fields: dict[str, Any]) -> list[str]:
 # --- runs ------------------------------------------------------------------------------------------
 
 
+@retrying_conflicts
 def start_run(data: Any) -> tuple[Run, bool]:
     payload = validate(RunStartIn, data, "run")
     fields = {
@@ -123,6 +163,7 @@ def start_run(data: Any) -> tuple[Run, bool]:
         return run, False
 
 
+@retrying_conflicts
 def end_run(run_id: str, data: Any) -> tuple[Run, bool]:
     payload = validate(RunEndIn, data, "run end")
     if payload.status == RunStatus.RUNNING:
@@ -220,6 +261,7 @@ def _nodes_after_insert(run: Run, node_id: str, *, later: bool) -> list[str]:
     return nodes
 
 
+@retrying_conflicts
 def add_decision(run_id: str, data: Any) -> tuple[dict[str, Any], bool]:
     """Record a decision (and its inline outcome, if any): what the API answers (`DecisionOut`'s fields)
     and `created`, False on a replay."""
@@ -258,6 +300,7 @@ def add_decision(run_id: str, data: Any) -> tuple[dict[str, Any], bool]:
         return _decision_answer(run_id, decision.decision_id, decision.seq, vars(decision)), created
 
 
+@retrying_conflicts
 def append_decision(run_id: str, payload: DecisionIn, key: tuple[str, str, str]) -> dict[str, Any] | None:
     """A new decision at the end of its run, stored only if `key` (lookup, digest, scope: `BearerKey`)
     matches an active API key that carries the scope, checked in the statement that stores it: what the API
@@ -453,6 +496,7 @@ def _apply_outcome(run: Run, decision: Decision, payload: OutcomeIn) -> bool:
     return first
 
 
+@retrying_conflicts
 def record_outcome(run_id: str, decision_id: str, data: Any) -> tuple[Decision, bool]:
     """Attach an outcome. `created` is True the first time; a different outcome replaces the old one."""
     payload = validate(OutcomeIn, data, "outcome")
@@ -478,6 +522,7 @@ def _problem_fields(payload: ProblemIn) -> dict[str, Any]:
     }
 
 
+@retrying_conflicts
 def add_problem(run_id: str, data: Any) -> tuple[Problem, bool]:
     payload = validate(ProblemIn, data, "problem")
     fields = _problem_fields(payload)
@@ -574,13 +619,20 @@ def apply_events(events: list, *, checked: bool = False) -> list[tuple[int, str]
         end = position
         while end < len(events) and _bulk_candidate(events[end], events[position]):
             end += 1
-        if end - position >= 2 and (bulk := _apply_bulk(events[position:end], checked)) is not None:
+        if end - position >= 2 and (bulk := _bulk_or_busy(events[position:end], checked)) is not None:
             answers.extend(bulk)
             position = end
         else:
             answers.append(apply_event(events[position]))
             position += 1
     return answers
+
+
+def _bulk_or_busy(segment: list[dict], checked: bool) -> list[tuple[int, str]] | None:
+    try:
+        return _apply_bulk(segment, checked)
+    except Busy as exc:  # nothing of the segment stored: each event answers so, for its sender to retry
+        return [(exc.status, exc.detail)] * len(segment)
 
 
 def _bulk_candidate(event: Any, first: Any) -> bool:
@@ -598,6 +650,7 @@ def _validate_many(schema: type[T], items: list[dict], what: str, checked: bool)
         raise Invalid(f"Invalid {what}") from None  # the per-event path words it, field by field
 
 
+@retrying_conflicts
 def _apply_bulk(segment: list[dict], checked: bool) -> list[tuple[int, str]] | None:
     """Store new decisions (and their first outcomes) of one run set-based; None to fall back."""
     try:

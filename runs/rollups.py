@@ -124,7 +124,7 @@ def rebuild() -> dict[str, int]:
 # key by walking the goal's runs in index order from that bound, in growing chunks, before the transaction
 # ends. Writers lock a goal's rows in digest order, so run ends and imports queue behind each other; a late
 # write to a folded run locks in two passes (out, then in), so it can rarely deadlock with one of them and
-# be refused by PostgreSQL, like any conflicting write, for the sender to retry.
+# be refused by PostgreSQL, like any conflicting write; `ingest.retrying_conflicts` then runs it again.
 
 RANK_BITS = 4294967296  # 2**32: a decision ranks as its run's rank * 2**32 + seq
 NO_END_SEQ = 2**62  # a running run's place in a first-seen key: after every ended run, then by pk
