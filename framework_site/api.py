@@ -7,6 +7,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from builder.api import router as builder_router
 from runs.api import router as runs_router
 from runs.auth import ApiKeyAuth
+from runs.ratelimit import failed_authentication
 
 api = NinjaAPI(
     title="Framework dashboard API",
@@ -33,6 +34,7 @@ def on_validation_error(request, exc: ValidationError):
 
 @api.exception_handler(AuthenticationError)
 def on_auth_error(request, exc):
+    failed_authentication(request)
     return _error(request, 401, "Missing or invalid API key: send 'Authorization: Bearer <key>'.")
 
 

@@ -263,6 +263,7 @@ if PRODUCTION:
 # Per-key API rate limit (runs/ratelimit.py): 0 turns it off. The window is 60 s; tests shorten it.
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 6000, minimum=0)
 API_RATE_LIMIT_WINDOW_SECONDS = env_int("API_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
+API_AUTH_FAILURES_PER_MINUTE = env_int("API_AUTH_FAILURES_PER_MINUTE", 60, minimum=0)
 # The cache holds the rate-limit counters: per process in memory by default, shared through Redis when
 # CACHE_URL=redis://... (use it with more than one web process for an exact limit).
 CACHE_URL = env_str("CACHE_URL", "")

@@ -56,11 +56,13 @@ def check_key(token: str, scope: str) -> ApiKey | None:
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_EVERY:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    _SEEN[ApiKey._digest(token)] = time.monotonic()  # found valid; its last_used_at is within a minute
     return key
 
 
-# Digests of the keys this process has checked and found valid -> when it last brought their last_used_at
-# up to date. Only a valid key gets in, so it holds no more entries than there are keys.
+# Digests of the keys this process has checked and found valid (`check_key`) -> when their last_used_at was
+# last known to be within a minute. Only a valid key gets in, so it holds no more entries than there are
+# keys. The one-event append (`BearerKey`) and the per-address limit (runs.ratelimit) read it.
 _SEEN: dict[str, float] = {}
 
 
@@ -95,7 +97,6 @@ class BearerKey:
         key = check_key(self.token, self.scope)
         if key is None:
             raise AuthenticationError()
-        _SEEN[self.digest] = time.monotonic()  # check_key brought last_used_at up to date
         return key
 
     def note_use(self) -> None:

@@ -36,36 +36,92 @@ def hit(token: str, *, now: float | None = None) -> float | None:
     now = time.time() if now is None else now
     number = int(now // window)
     key = f"ratelimit:{hashlib.sha256(token.encode()).hexdigest()[:32]}:{number}"
-    try:
-        cache.add(key, 0, timeout=window * 2)
-        count = cache.incr(key)
-    except Exception as exc:  # the cache is down: let requests through rather than refuse every agent
-        logger.warning("Rate limit not applied, the cache is unavailable: %s", exc)
-        return None
-    if count <= allowed:
+    if (count := _count(key, window)) is None or count <= allowed:
         return None
     return max((number + 1) * window - now, 0.001)
 
 
+def _count(key: str, window: int) -> int | None:
+    """Count one more in `key` (a fixed window); None when the cache is down."""
+    try:
+        cache.add(key, 0, timeout=window * 2)
+        return cache.incr(key)
+    except Exception as exc:  # the cache is down: let requests through rather than refuse every agent
+        logger.warning("Rate limit not applied, the cache is unavailable: %s", exc)
+        return None
+
+
+def failure_allowance() -> tuple[int, int]:
+    """(refused authentications allowed per address per window, window length in seconds); 0: no limit."""
+    per_minute = settings.API_AUTH_FAILURES_PER_MINUTE
+    window = settings.API_RATE_LIMIT_WINDOW_SECONDS
+    return (math.ceil(per_minute * window / 60) if per_minute else 0), window
+
+
+def _failures_key(address: str, now: float, window: int) -> str:
+    return f"authfail:{address}:{int(now // window)}"
+
+
+def failed_authentication(request) -> None:
+    """Count a request refused for a missing or invalid API key against the address it came from."""
+    allowed, window = failure_allowance()
+    if allowed and request.path.startswith(API_PREFIX):
+        _count(_failures_key(_address(request), time.time(), window), window)
+
+
+def refused_address(request) -> float | None:
+    """Seconds until the window resets while the request's address is past its refused authentications."""
+    allowed, window = failure_allowance()
+    if not allowed:
+        return None
+    now = time.time()
+    try:
+        count = cache.get(_failures_key(_address(request), now, window), 0)
+    except Exception:  # noqa: BLE001 - the cache is down: `hit` says so
+        return None
+    return max((int(now // window) + 1) * window - now, 0.001) if count >= allowed else None
+
+
+def _address(request) -> str:
+    return request.META.get("REMOTE_ADDR") or "-"
+
+
 class ApiRateLimitMiddleware:
+    """Per key (`hit`), and per address for requests with a key this process has not found valid: each key
+    counts its own requests, so a client making keys up would never reach a limit, and each made-up key
+    costs a lookup. Past API_AUTH_FAILURES_PER_MINUTE refused authentications from one address, its
+    requests with a missing key, or a key this process has not found valid yet, get 429 at once; keys it
+    has found valid go on (an agent behind the same proxy as the one sending bad keys)."""
+
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         if request.path.startswith(API_PREFIX):
             header = request.META.get("HTTP_AUTHORIZATION", "")
-            if header[:7].lower() == "bearer " and (wait := hit(header[7:].strip())) is not None:
+            token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+            if not _known_valid(token) and (wait := refused_address(request)) is not None:
+                return too_many(wait, by_address=True)
+            if token and (wait := hit(token)) is not None:
                 return too_many(wait)
         return self.get_response(request)
 
 
-def too_many(wait: float) -> JsonResponse:
+def _known_valid(token: str) -> bool:
+    from .auth import BearerKey
+
+    return bool(token) and BearerKey(token, "").seen()
+
+
+def too_many(wait: float, *, by_address: bool = False) -> JsonResponse:
     seconds = max(1, math.ceil(wait))
-    per_minute = settings.API_RATE_LIMIT_PER_MINUTE
-    response = JsonResponse(
-        {"detail": f"Rate limit exceeded: this API key may make {per_minute} requests per minute "
-                   f"(API_RATE_LIMIT_PER_MINUTE); retry after {seconds} s.", "errors": []},
-        status=429,
-    )
+    if by_address:
+        detail = (f"Too many requests with a missing or invalid API key from this address (more than "
+                  f"{settings.API_AUTH_FAILURES_PER_MINUTE} per minute, API_AUTH_FAILURES_PER_MINUTE); "
+                  f"retry after {seconds} s with a valid key.")
+    else:
+        detail = (f"Rate limit exceeded: this API key may make {settings.API_RATE_LIMIT_PER_MINUTE} requests per "
+                  f"minute (API_RATE_LIMIT_PER_MINUTE); retry after {seconds} s.")
+    response = JsonResponse({"detail": detail, "errors": []}, status=429)
     response["Retry-After"] = str(seconds)
     return response

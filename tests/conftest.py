@@ -33,6 +33,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_redis)
 
 
+@pytest.fixture(autouse=True)
+def _no_refused_authentication_limit():
+    """Tests send made-up keys by the dozen from one address: the per-address limit on refused
+    authentications (runs.ratelimit) is off unless a test turns it on (tests/reliability/test_rate_limit.py,
+    with the `settings` fixture, which is set up after this and undone before)."""
+    from django.test import override_settings
+
+    with override_settings(API_AUTH_FAILURES_PER_MINUTE=0):
+        yield
+
+
 @pytest.fixture
 def api_key(db):
     from runs.models import ApiKey

@@ -102,3 +102,34 @@ def test_the_sdk_slows_down_under_a_low_limit_and_delivers_every_event(live_serv
         run = Run.objects.get(run_id=run_id)
         assert (run.decision_count, run.success_count, run.total_tokens, run.status) == (15, 11, sum(range(15)), "completed")
     assert runtime.transport.stats["dropped"] == 0 and runtime.transport.stats["rejected"] == 0
+
+
+def test_an_address_sending_bad_keys_is_refused_past_its_limit_without_a_key_lookup(client, settings,
+                                                                                     django_assert_num_queries):
+    settings.API_AUTH_FAILURES_PER_MINUTE = 3
+    good = ApiKey.issue("agent")[1]
+    assert stats(client, good).status_code == 200  # a key this process has found valid
+    never_seen = ApiKey.issue("new agent")[1]
+    assert [stats(client, f"fwk_made_up_{n}").status_code for n in range(2)] == [401, 401]
+    assert client.get("/api/v1/stats").status_code == 401  # no key at all counts too: the third
+    with django_assert_num_queries(0):
+        refused = stats(client, "fwk_made_up_again")
+    assert refused.status_code == 429 and 1 <= int(refused["Retry-After"]) <= 60
+    assert "invalid API key from this address" in refused.json()["detail"]
+    assert "API_AUTH_FAILURES_PER_MINUTE" in refused.json()["detail"]
+    assert stats(client, never_seen).status_code == 429  # not found valid by this process yet: one more lookup
+    assert stats(client, good).status_code == 200  # found valid before: goes on, from the same address
+    assert stats(client, "fwk_made_up_elsewhere").status_code == 429
+    assert client.get("/api/v1/stats", HTTP_AUTHORIZATION="Bearer fwk_made_up_elsewhere",
+                      REMOTE_ADDR="10.0.0.2").status_code == 401  # another address is not refused
+
+
+def test_refused_authentications_reset_with_the_next_window_and_zero_turns_the_limit_off(client, settings):
+    settings.API_AUTH_FAILURES_PER_MINUTE = 60
+    settings.API_RATE_LIMIT_WINDOW_SECONDS = 1  # one refused authentication per second
+    time.sleep(1 - time.time() % 1)
+    assert [stats(client, f"fwk_bad_{n}").status_code for n in range(2)] == [401, 429]
+    time.sleep(1.05)
+    assert stats(client, "fwk_bad_again").status_code == 401
+    settings.API_AUTH_FAILURES_PER_MINUTE = 0
+    assert {stats(client, f"fwk_bad_{n}").status_code for n in range(20)} == {401}
