@@ -160,13 +160,14 @@ def or_the_run_named_by_the_whole_path(view: Callable, run_view: Callable) -> Ca
     may hold slashes, so `GET /runs/x/summary` may be run x's summary or the run whose id is `x/summary`.
     The route reads it as the first; where that finds nothing (404: no run x; 405: a route that only takes
     POST) and the whole path names a run, that run is answered (`GET /runs/{run_id}`), as the dashboard's
-    pages do."""
+    pages do. A 405 comes before authentication, so it is always answered as `GET /runs/{run_id}` would be
+    (401 without a key, 404 for no such run): whether a run exists is only ever told to a reader."""
     @wraps(view)
     def wrapper(request, **kwargs):
         response = view(request, **kwargs)
         if request.method == "GET" and response.status_code in (404, 405):
             whole = request.path_info.split(RUNS_IN_PATH, 1)[-1]
-            if Run.objects.filter(run_id=whole).exists():
+            if response.status_code == 405 or Run.objects.filter(run_id=whole).exists():
                 return run_view(request, run_id=whole)
         return response
     return wrapper

@@ -72,7 +72,18 @@ def test_a_path_that_names_a_run_below_a_route_and_a_run_of_its_own_reads_as_the
 
     missing = api_client.get("/api/v1/runs/nothing/summary")
     assert missing.status_code == 404 and missing.json()["detail"] == "Run 'nothing' not found."
-    assert api_client.get("/api/v1/runs/nothing/decisions").status_code == 405  # no run anywhere: as before
+    nothing = api_client.get("/api/v1/runs/nothing/decisions")  # read as GET /runs/{run_id}: no such run
+    assert nothing.status_code == 404 and nothing.json()["detail"] == "Run 'nothing/decisions' not found."
+
+
+@pytest.mark.parametrize("path", ["z/decisions", "nothing/decisions", "z/decisions/dec_0/outcome", "w/end", "y/summary",
+                                  "nothing/summary"])
+def test_without_a_key_no_path_tells_whether_a_run_exists(api_client, client, path):
+    for run_id in ("z/decisions", "z/decisions/dec_0/outcome", "w/end", "y/summary"):
+        assert _send(api_client, "post", "/api/v1/runs", {"id": run_id, "goal_id": "g"}).status_code == 201
+    client.defaults.pop("HTTP_AUTHORIZATION", None)
+    answer = client.get(f"/api/v1/runs/{path}")
+    assert answer.status_code == 401 and "API key" in answer.json()["detail"], answer.content
 
 
 def test_the_openapi_schema_names_the_parameters_as_before(api_client):
