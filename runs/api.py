@@ -75,7 +75,7 @@ def _json_body(request) -> Any:
 def _error(exc: ingest.IngestError) -> Status | HttpResponse:
     body = {"detail": exc.detail, "errors": exc.errors}
     if isinstance(exc, ingest.Busy):  # nothing stored: the sender tries again (the SDK does)
-        response = HttpResponse(json.dumps(body), status=exc.status, content_type="application/json; charset=utf-8")
+        response = _json_answer(body, exc.status)
         response["Retry-After"] = "1"
         return response
     return Status(exc.status, body)
@@ -107,7 +107,7 @@ def decision_add(request, run_id: str):
     # new decision at the end of its run, is stored by one statement that also checks the API key
     # (`BearerKey`), once this process has found the key valid; anything else first checks the key as
     # every operation does, then takes the full path. With a key this process has seen, `appending_first`
-    # has tried that statement before ninja's view was entered; here it is tried for a key seen first.
+    # has tried that statement before ninja's view was entered; here it is tried for a key seen the first time.
     bearer = request.auth
     payload = _plain_decision(request.body)
     if payload is not None and not bearer.seen():
@@ -138,8 +138,8 @@ def _append(run_id: str, payload: DecisionIn, bearer: BearerKey) -> HttpResponse
 def appending_first(view: Callable) -> Callable:
     """Wraps ninja's view of `POST /runs/{run_id}/decisions` (framework_site/urls.py): with a key this
     process has found valid before, a new decision at the end of its run is stored and answered before
-    ninja's per-request work (operation lookup, authentication, path parameters), about a sixth of what
-    the request costs the web process; whatever that statement does not store goes on to ninja's view
+    ninja's per-request work (operation lookup, authentication, path parameters), about a tenth of what
+    the request costs the web process (bench/RESULTS.md); whatever that statement does not store goes on to ninja's view
     exactly as before, which answers every other case. The bearer token is read as ninja's `HttpBearer`
     reads it."""
     @wraps(view)
@@ -194,8 +194,8 @@ def adapted_urls(patterns: list) -> list:
 
 
 def _json_answer(answer: dict, status: int) -> HttpResponse:
-    """Rendered as ninja renders a DecisionOut (the schema still documents it), without validating the
-    answer built right there from what was stored."""
+    """Rendered as ninja renders a DecisionOut or an ErrorOut (the schema still documents them), without
+    validating the answer built right there."""
     return HttpResponse(json.dumps(answer), status=status, content_type="application/json; charset=utf-8")
 
 

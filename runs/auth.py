@@ -66,6 +66,11 @@ def check_key(token: str, scope: str) -> ApiKey | None:
 _SEEN: dict[str, float] = {}
 
 
+def found_valid(token: str) -> bool:
+    """Whether this process has found `token` a valid key before (it may have been revoked since)."""
+    return bool(token) and ApiKey._digest(token) in _SEEN
+
+
 class BearerKey:
     """A bearer token not checked yet: what an operation declared `checked_in_view` gets as `request.auth`.
 

@@ -82,9 +82,10 @@ def retrying_conflicts(write: Callable) -> Callable:
             try:
                 return write(*args, **kwargs)
             except OperationalError as exc:
-                if not isinstance(exc.__cause__, _CONFLICTS) and "database is locked" not in str(exc):
+                locked = "database is locked" in str(exc)  # SQLite, after its busy timeout: no retry
+                if not locked and not isinstance(exc.__cause__, _CONFLICTS):
                     raise
-                if attempt == CONFLICT_ATTEMPTS or "database is locked" in str(exc):
+                if locked or attempt == CONFLICT_ATTEMPTS:
                     raise Busy(f"The database refused this write because of conflicting writes ({exc}); nothing "
                                "of it was stored. Send it again.") from exc
                 time.sleep(random.uniform(0.005, 0.02) * attempt)  # the other writer finishes meanwhile
@@ -390,10 +391,17 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
     if found is None:
         return None
     if found[2]:  # raced: a decision stored while the statement waited for the run's lock
-        with transaction.atomic():
-            run = _locked_run(run_id)
-            _bump_run(run, nodes_executed=_nodes_after_insert(run, node_id, later=True))
+        _renode_after_race(run_id, node_id)
     return seq
+
+
+@retrying_conflicts
+def _renode_after_race(run_id: str, node_id: str) -> None:
+    """The run's nodes rebuilt under its lock, after the append's statement (committed) found it had raced
+    another writer: a transaction of its own, so that a refused try runs again without the append."""
+    with transaction.atomic():
+        run = _locked_run(run_id)
+        _bump_run(run, nodes_executed=_nodes_after_insert(run, node_id, later=True))
 
 
 def _append_plan(connection, *, checked: bool) -> tuple[str, ...]:

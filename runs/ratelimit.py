@@ -17,28 +17,33 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import JsonResponse
 
+from .auth import found_valid
+
 logger = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 
 
-def window_allowance() -> tuple[int, int]:
-    """(requests allowed per window, window length in seconds); 0 allowed means no limit."""
-    per_minute = settings.API_RATE_LIMIT_PER_MINUTE
+def _allowance(per_minute: int) -> tuple[int, int]:
+    """(`per_minute` as allowed per window, window length in seconds); 0 allowed means no limit."""
     window = settings.API_RATE_LIMIT_WINDOW_SECONDS
     return (math.ceil(per_minute * window / 60) if per_minute else 0), window
 
 
+def _reset_in(now: float, window: int) -> float:
+    """Seconds until the fixed window holding `now` ends."""
+    return max((int(now // window) + 1) * window - now, 0.001)
+
+
 def hit(token: str, *, now: float | None = None) -> float | None:
     """Count one request for `token`; None when allowed, else the seconds until the window resets."""
-    allowed, window = window_allowance()
+    allowed, window = _allowance(settings.API_RATE_LIMIT_PER_MINUTE)
     if not allowed:
         return None
     now = time.time() if now is None else now
-    number = int(now // window)
-    key = f"ratelimit:{hashlib.sha256(token.encode()).hexdigest()[:32]}:{number}"
+    key = f"ratelimit:{hashlib.sha256(token.encode()).hexdigest()[:32]}:{int(now // window)}"
     if (count := _count(key, window)) is None or count <= allowed:
         return None
-    return max((number + 1) * window - now, 0.001)
+    return _reset_in(now, window)
 
 
 def _count(key: str, window: int) -> int | None:
@@ -51,35 +56,28 @@ def _count(key: str, window: int) -> int | None:
         return None
 
 
-def failure_allowance() -> tuple[int, int]:
-    """(refused authentications allowed per address per window, window length in seconds); 0: no limit."""
-    per_minute = settings.API_AUTH_FAILURES_PER_MINUTE
-    window = settings.API_RATE_LIMIT_WINDOW_SECONDS
-    return (math.ceil(per_minute * window / 60) if per_minute else 0), window
-
-
-def _failures_key(address: str, now: float, window: int) -> str:
-    return f"authfail:{address}:{int(now // window)}"
+def _failures_key(request, now: float, window: int) -> str:
+    return f"authfail:{_address(request)}:{int(now // window)}"
 
 
 def failed_authentication(request) -> None:
     """Count a request refused for a missing or invalid API key against the address it came from."""
-    allowed, window = failure_allowance()
+    allowed, window = _allowance(settings.API_AUTH_FAILURES_PER_MINUTE)
     if allowed and request.path.startswith(API_PREFIX):
-        _count(_failures_key(_address(request), time.time(), window), window)
+        _count(_failures_key(request, time.time(), window), window)
 
 
 def refused_address(request) -> float | None:
     """Seconds until the window resets while the request's address is past its refused authentications."""
-    allowed, window = failure_allowance()
+    allowed, window = _allowance(settings.API_AUTH_FAILURES_PER_MINUTE)
     if not allowed:
         return None
     now = time.time()
     try:
-        count = cache.get(_failures_key(_address(request), now, window), 0)
+        count = cache.get(_failures_key(request, now, window), 0)
     except Exception:  # noqa: BLE001 - the cache is down: `hit` says so
         return None
-    return max((int(now // window) + 1) * window - now, 0.001) if count >= allowed else None
+    return _reset_in(now, window) if count >= allowed else None
 
 
 def _address(request) -> str:
@@ -100,17 +98,11 @@ class ApiRateLimitMiddleware:
         if request.path.startswith(API_PREFIX):
             header = request.META.get("HTTP_AUTHORIZATION", "")
             token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-            if not _known_valid(token) and (wait := refused_address(request)) is not None:
+            if not found_valid(token) and (wait := refused_address(request)) is not None:
                 return too_many(wait, by_address=True)
             if token and (wait := hit(token)) is not None:
                 return too_many(wait)
         return self.get_response(request)
-
-
-def _known_valid(token: str) -> bool:
-    from .auth import BearerKey
-
-    return bool(token) and BearerKey(token, "").seen()
 
 
 def too_many(wait: float, *, by_address: bool = False) -> JsonResponse:
