@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import time
+import tracemalloc
 
 from framework import Runtime
 from framework.schemas.decision import Outcome
@@ -197,6 +198,44 @@ def test_only_one_replayer_at_a_time_holds_a_spool(tmp_path):
     assert first.replay(send) == "done"
     assert len(seen) == 1
     assert first.replay(send) == "done" and len(seen) == 1  # delivered once, never again
+
+
+def test_a_retry_against_a_dashboard_still_down_reads_one_batch_of_the_spool_not_all_of_it(tmp_path):
+    # An agent whose dashboard is down retries the spool after each back-off: each try must not load the
+    # whole segment (up to 16 MB) into the agent's memory.
+    spool = Spool(tmp_path)
+    body = {"id": "dec_0", "intent": "x" * 400}
+    spool.append([(n, {"type": "decision", "run_id": "r", "decision_id": f"dec_{n}", "body": body})
+                  for n in range(1, 20_001)])  # about 10 MB on disk
+    assert sum(p.stat().st_size for p in tmp_path.glob("*.jsonl")) > 9_000_000
+    tries = []
+    tracemalloc.start()
+    try:
+        assert spool.replay(lambda events: tries.append(len(events)) or False, batch_size=500) == "failed"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert tries == [500]
+    assert peak < 2_000_000, f"{peak:,} bytes held to find the dashboard still down"
+    delivered = []
+    assert spool.replay(lambda events: delivered.extend(events) or True, batch_size=500) == "done"
+    assert [e["decision_id"] for e in delivered] == [f"dec_{n}" for n in range(1, 20_001)]  # nothing skipped
+
+
+def test_a_line_still_being_written_is_replayed_only_once_complete(tmp_path):
+    writer = Spool(tmp_path)
+    writer.append([(1, {"type": "run_start", "run_id": "r"}), (2, {"type": "run_end", "run_id": "r"})])
+    (segment,) = tmp_path.glob("*.jsonl")
+    with open(segment, "ab") as handle:  # the writer's next line, half-written
+        handle.write(b'{"type": "problem", "run_id": "r", "bo')
+    seen = []
+    assert Spool(tmp_path).replay(lambda events: seen.extend(events) or True) == "done"
+    assert [e["type"] for e in seen] == ["run_start", "run_end"]
+    with open(segment, "ab") as handle:
+        handle.write(b'dy": {}}\n')
+    assert Spool(tmp_path).replay(lambda events: seen.extend(events) or True) == "done"
+    assert [e["type"] for e in seen] == ["run_start", "run_end", "problem"]
+    assert seen[-1]["body"] == {}
 
 
 def test_an_agent_that_exits_while_the_dashboard_is_down_leaves_its_events_in_the_spool(spool_root):
