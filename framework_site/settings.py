@@ -1,6 +1,7 @@
 """Settings for the dashboard. Every knob is an environment variable with a default that runs on one
 machine with nothing installed: SQLite (WAL) under var/, the embedded filesystem broker, no API key."""
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -264,6 +265,23 @@ if PRODUCTION:
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 6000, minimum=0)
 API_RATE_LIMIT_WINDOW_SECONDS = env_int("API_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
 API_AUTH_FAILURES_PER_MINUTE = env_int("API_AUTH_FAILURES_PER_MINUTE", 60, minimum=0)
+
+
+def _networks(name: str) -> list[str]:
+    """A comma-separated list of IP addresses or networks (CIDR), checked here so that a typo stops the
+    start instead of silently trusting nothing, or everything."""
+    networks = []
+    for item in env_list(name, ""):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or network (CIDR)") from None
+    return networks
+
+
+# The reverse proxies in front of the web processes, whose X-Forwarded-For header names the client: the
+# per-address limit on refused authentications counts clients, not the proxy (runs/ratelimit.py).
+API_TRUSTED_PROXIES = _networks("API_TRUSTED_PROXIES")
 # The cache holds the rate-limit counters: per process in memory by default, shared through Redis when
 # CACHE_URL=redis://... (use it with more than one web process for an exact limit).
 CACHE_URL = env_str("CACHE_URL", "")

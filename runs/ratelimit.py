@@ -8,7 +8,9 @@ Redis, where all processes share it. If the cache is unreachable the request is 
 that fails closed would turn a Redis outage into an ingestion outage.
 """
 
+import functools
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -81,7 +83,31 @@ def refused_address(request) -> float | None:
 
 
 def _address(request) -> str:
-    return request.META.get("REMOTE_ADDR") or "-"
+    """The client's address: REMOTE_ADDR, or, when that is one of API_TRUSTED_PROXIES, the address to the
+    right of X-Forwarded-For that is not a trusted proxy (each proxy appends the address it got the request
+    from, so everything left of it is what the client itself sent, and may be made up)."""
+    address = request.META.get("REMOTE_ADDR") or "-"
+    trusted = _trusted(tuple(settings.API_TRUSTED_PROXIES))
+    if not trusted or not _within(address, trusted):
+        return address
+    for hop in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        if (hop := hop.strip()[:64]) and not _within(hop, trusted):
+            return hop
+        address = hop or address
+    return address
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted(networks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(network) for network in networks)
+
+
+def _within(address: str, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 class ApiRateLimitMiddleware:

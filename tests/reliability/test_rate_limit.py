@@ -133,3 +133,49 @@ def test_refused_authentications_reset_with_the_next_window_and_zero_turns_the_l
     assert stats(client, "fwk_bad_again").status_code == 401
     settings.API_AUTH_FAILURES_PER_MINUTE = 0
     assert {stats(client, f"fwk_bad_{n}").status_code for n in range(20)} == {401}
+
+
+def test_behind_a_trusted_proxy_refused_authentications_count_per_client_not_per_proxy(client, settings):
+    # Behind a reverse proxy every request comes from the proxy's address: one agent sending a bad key
+    # must not lock out another agent whose key this process has not seen yet (after a restart, every key).
+    settings.API_AUTH_FAILURES_PER_MINUTE = 3
+    settings.API_TRUSTED_PROXIES = ["10.0.0.0/24"]
+    new_agent = ApiKey.issue("new agent")[1]
+
+    def via_proxy(key, client_address, sent_by_client=""):
+        forwarded = f"{sent_by_client}, {client_address}" if sent_by_client else client_address
+        return client.get("/api/v1/stats", HTTP_AUTHORIZATION=f"Bearer {key}", REMOTE_ADDR="10.0.0.5",
+                          HTTP_X_FORWARDED_FOR=forwarded).status_code
+
+    assert [via_proxy(f"fwk_bad_{n}", "198.51.100.7") for n in range(4)] == [401, 401, 401, 429]
+    assert via_proxy(new_agent, "198.51.100.8") == 200  # another client behind the same proxy
+    # What the client itself puts in X-Forwarded-For is left of what the proxy appended: it changes nothing.
+    assert via_proxy("fwk_bad_again", "198.51.100.7", sent_by_client="203.0.113.1") == 429
+    # Two proxies in a row (both trusted): the client is the first address neither of them is.
+    assert via_proxy("fwk_bad_again", "198.51.100.7, 10.0.0.9") == 429
+
+
+def test_x_forwarded_for_is_ignored_unless_the_request_comes_from_a_trusted_proxy(client, settings):
+    settings.API_AUTH_FAILURES_PER_MINUTE = 3
+    settings.API_TRUSTED_PROXIES = ["10.0.0.0/24"]
+    # A client that talks to the dashboard directly cannot dodge the limit by making up a new address each time.
+    codes = [client.get("/api/v1/stats", HTTP_AUTHORIZATION=f"Bearer fwk_bad_{n}", REMOTE_ADDR="203.0.113.9",
+                        HTTP_X_FORWARDED_FOR=f"192.0.2.{n}").status_code for n in range(5)]
+    assert codes == [401, 401, 401, 429, 429]
+    settings.API_TRUSTED_PROXIES = []  # the default: REMOTE_ADDR is the client, whatever the header says
+    assert client.get("/api/v1/stats", HTTP_AUTHORIZATION="Bearer fwk_bad", REMOTE_ADDR="203.0.113.9",
+                      HTTP_X_FORWARDED_FOR="192.0.2.200").status_code == 429
+
+
+def test_a_trusted_proxies_setting_that_is_not_an_address_stops_the_start():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "framework_site.settings",
+           "API_TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"}
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, text=True,
+                            capture_output=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode != 0
+    assert "API_TRUSTED_PROXIES: 'proxy.internal' is not an IP address or network (CIDR)" in result.stderr
