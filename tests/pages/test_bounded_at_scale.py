@@ -15,7 +15,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_goals_overview_counts_runs_as_agents_report_and_end_them(logged_in_client):
-    started = (timezone.now() - timedelta(hours=1)).isoformat()
+    now = timezone.localtime()
+    # An hour ago, but today: between midnight and 1 am an hour ago is yesterday's bar.
+    started = max(now - timedelta(hours=1), now.replace(hour=0, minute=0, second=0, microsecond=0)).isoformat()
     for run_id in ("w1", "w2", "w3"):
         ingest.start_run({"id": run_id, "goal_id": "weather", "started_at": started})
     ingest.end_run("w1", {"status": "completed"})
