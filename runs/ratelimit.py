@@ -83,18 +83,26 @@ def refused_address(request) -> float | None:
 
 
 def _address(request) -> str:
-    """The client's address: REMOTE_ADDR, or, when that is one of API_TRUSTED_PROXIES, the address to the
-    right of X-Forwarded-For that is not a trusted proxy (each proxy appends the address it got the request
-    from, so everything left of it is what the client itself sent, and may be made up)."""
+    """The client's address: REMOTE_ADDR, or, when that is one of API_TRUSTED_PROXIES, the rightmost
+    X-Forwarded-For address that is not a trusted proxy (each proxy appends the address it got the request
+    from, so everything left of that is what the client itself sent, and may be made up)."""
     address = request.META.get("REMOTE_ADDR") or "-"
     trusted = _trusted(tuple(settings.API_TRUSTED_PROXIES))
     if not trusted or not _within(address, trusted):
         return address
     for hop in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
-        if (hop := hop.strip()[:64]) and not _within(hop, trusted):
+        if (hop := _without_port(hop.strip()[:64])) and not _within(hop, trusted):
             return hop
         address = hop or address
     return address
+
+
+def _without_port(hop: str) -> str:
+    """`203.0.113.5:4711` and `[2001:db8::1]:4711` (proxies that add the client's port) as the bare address:
+    else each new connection of one client would count as another client."""
+    if hop.startswith("["):
+        return hop[1:].split("]", 1)[0]
+    return hop.split(":", 1)[0] if hop.count(":") == 1 else hop
 
 
 @functools.lru_cache(maxsize=8)

@@ -153,6 +153,9 @@ def test_behind_a_trusted_proxy_refused_authentications_count_per_client_not_per
     assert via_proxy("fwk_bad_again", "198.51.100.7", sent_by_client="203.0.113.1") == 429
     # Two proxies in a row (both trusted): the client is the first address neither of them is.
     assert via_proxy("fwk_bad_again", "198.51.100.7, 10.0.0.9") == 429
+    # A proxy that adds the client's port: each new connection is still the same client.
+    assert via_proxy("fwk_bad_again", "198.51.100.7:50123") == 429
+    assert via_proxy(new_agent, "[2001:db8::8]:50124") == 200
 
 
 def test_x_forwarded_for_is_ignored_unless_the_request_comes_from_a_trusted_proxy(client, settings):
