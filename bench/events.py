@@ -65,6 +65,26 @@ def _floor_table(kind: str) -> None:
     conn.close()
 
 
+# PostgreSQL answering each commit before its WAL reaches the disk, for the rows that tell what that wait
+# costs; an acknowledged decision could then be lost if PostgreSQL crashed, so the dashboard does not do it.
+NOT_WAITING_FOR_THE_DISK = {"PGOPTIONS": "-c synchronous_commit=off"}
+
+
+def _timed_rounds(server, key: str, per_client: int, reps: int, seed: int) -> tuple[list, list, list]:
+    """Requests per second of the no-op, the floor and one-event decisions, `reps` times each in turn."""
+    api, noop, floor = [], [], []
+    for rep in range(reps):
+        for path, values in (("/bench/noop", noop), ("/bench/floor", floor)):
+            jobs = _plain_requests(server, path, per_client, seed=rep)
+            seconds, statuses = common.run_clients(jobs, server.url)
+            assert statuses == {201: per_client * CLIENTS}, statuses
+            values.append(per_client * CLIENTS / seconds)
+        jobs = _decision_requests(server, key, per_client, seed=seed + rep)
+        seconds, statuses = common.run_clients(jobs, server.url)
+        api.append(per_client * CLIENTS / seconds)
+    return api, noop, floor
+
+
 def run(kind: str, scale: float) -> list[Result]:
     requests, reps = _plan(scale)
     per_client = requests // CLIENTS
@@ -73,17 +93,8 @@ def run(kind: str, scale: float) -> list[Result]:
     _floor_table(kind)
     results = []
     for server_kind in common.SERVERS:
-        api, noop, floor = [], [], []
         with common.serve(server_kind, env) as server:
-            for rep in range(reps):
-                for path, values in (("/bench/noop", noop), ("/bench/floor", floor)):
-                    jobs = _plain_requests(server, path, per_client, seed=rep)
-                    seconds, statuses = common.run_clients(jobs, server.url)
-                    assert statuses == {201: per_client * CLIENTS}, statuses
-                    values.append(per_client * CLIENTS / seconds)
-                jobs = _decision_requests(server, key, per_client, seed=100 + rep + 10 * len(server_kind))
-                seconds, statuses = common.run_clients(jobs, server.url)
-                api.append(per_client * CLIENTS / seconds)
+            api, noop, floor = _timed_rounds(server, key, per_client, reps, seed=100 + 10 * len(server_kind))
         results.append(Result("events", kind, f"POST decision, {server_kind}", "req/s", api,
                               baseline="no-op JSON", baseline_values=noop,
                               checks=common.server_checks(server_kind, [Check("ratio", ">=", 0.60)]),
@@ -94,4 +105,20 @@ def run(kind: str, scale: float) -> list[Result]:
                               note="no target: the floor of any durable one-event request"
                               if server_kind == common.PRODUCTION_SERVER else ""))
         results.append(Result("events", kind, f"no-op JSON endpoint, {server_kind}", "req/s", noop))
+    if kind == "postgres":
+        results += _not_waiting_for_the_disk(env, key, per_client, reps)
     return results
+
+
+def _not_waiting_for_the_disk(env: dict[str, str], key: str, per_client: int, reps: int) -> list[Result]:
+    """The production server's decision and floor rows again, with PostgreSQL's commits not waiting for the
+    disk: no target, the share of the per-event cost that is that wait (README, "Performance")."""
+    server_kind = common.PRODUCTION_SERVER
+    with common.serve(server_kind, {**env, **NOT_WAITING_FOR_THE_DISK}) as server:
+        api, noop, floor = _timed_rounds(server, key, per_client, max(2, reps - 2), seed=300)
+    note = ("no target: synchronous_commit=off, which the dashboard does not use (a decision answered 201 "
+            "could be lost if PostgreSQL crashed); what the wait for the disk at each commit costs")
+    return [Result("events", "postgres", f"POST decision, {server_kind}, commits not waiting for the disk", "req/s",
+                   api, baseline="no-op JSON", baseline_values=noop, note=note),
+            Result("events", "postgres", f"floor, {server_kind}, commits not waiting for the disk", "req/s",
+                   floor, baseline="no-op JSON", baseline_values=noop)]
