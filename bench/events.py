@@ -6,6 +6,8 @@ body with one committed INSERT into a one-index table (bench/urls.py), to tell w
 costs per request from what our own work costs."""
 
 
+import json
+
 from . import common, data
 from .common import Check, Result
 
@@ -115,6 +117,9 @@ def _not_waiting_for_the_disk(env: dict[str, str], key: str, per_client: int, re
     disk: no target, the share of the per-event cost that is that wait (README, "Performance")."""
     server_kind = common.PRODUCTION_SERVER
     with common.serve(server_kind, {**env, **NOT_WAITING_FOR_THE_DISK}) as server:
+        setting = json.loads(common.request("GET", server.url + "/bench/commit-setting")[1])["synchronous_commit"]
+        if setting != "off":  # PGOPTIONS did not reach the server's connections: these rows would say what is not so
+            raise RuntimeError(f"the server's connections have synchronous_commit={setting!r}, not 'off'")
         api, noop, floor = _timed_rounds(server, key, per_client, max(2, reps - 2), seed=300)
     note = ("no target: synchronous_commit=off, which the dashboard does not use (a decision answered 201 "
             "could be lost if PostgreSQL crashed); what the wait for the disk at each commit costs")

@@ -33,4 +33,15 @@ def floor(request):
     return JsonResponse({"ok": True, "type": type(body).__name__}, status=201)
 
 
-urlpatterns = [path("bench/noop", noop), path("bench/floor", floor), *project_urlpatterns]
+@csrf_exempt
+@login_not_required
+def commit_setting(request):
+    """PostgreSQL's synchronous_commit as this server's connection has it: the events bench checks that the
+    rows it labels "commits not waiting for the disk" were measured so."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return JsonResponse({"synchronous_commit": cursor.fetchone()[0]})
+
+
+urlpatterns = [path("bench/noop", noop), path("bench/floor", floor), path("bench/commit-setting", commit_setting),
+               *project_urlpatterns]
