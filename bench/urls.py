@@ -1,6 +1,7 @@
 import json
 from contextlib import nullcontext
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import JsonResponse
@@ -21,6 +22,15 @@ def noop(request):
     return JsonResponse({"ok": True, "type": type(body).__name__}, status=201)
 
 
+def _floor_insert() -> str:
+    """The floor's statement. On PostgreSQL its commit waits for the disk, or not, as the dashboard's
+    one-event decisions do (`API_ONE_EVENT_ASYNC_COMMIT`, runs/ingest.py), in the same way."""
+    if connection.vendor == "postgresql" and settings.API_ONE_EVENT_ASYNC_COMMIT:
+        return (f"WITH unsynced AS (SELECT set_config('synchronous_commit', 'off', true)) "
+                f"INSERT INTO {FLOOR_TABLE} (body) SELECT %s FROM unsynced")
+    return f"INSERT INTO {FLOOR_TABLE} (body) VALUES (%s)"
+
+
 @csrf_exempt
 @login_not_required
 def floor(request):
@@ -28,7 +38,7 @@ def floor(request):
     as ours are): the least any durable one-event request costs in this server and database."""
     body = json.loads(request.body or b"null")
     with rawsql.immediate_transaction(connection) if connection.vendor == "sqlite" else nullcontext():
-        with rawsql.cursor(connection, f"INSERT INTO {FLOOR_TABLE} (body) VALUES (%s)", [json.dumps(body)]):
+        with rawsql.cursor(connection, _floor_insert(), [json.dumps(body)]):
             pass
     return JsonResponse({"ok": True, "type": type(body).__name__}, status=201)
 
@@ -36,11 +46,9 @@ def floor(request):
 @csrf_exempt
 @login_not_required
 def commit_setting(request):
-    """PostgreSQL's synchronous_commit as this server's connection has it: the events bench checks that the
-    rows it labels "commits not waiting for the disk" were measured so."""
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        return JsonResponse({"synchronous_commit": cursor.fetchone()[0]})
+    """Whether this server's one-event decisions wait for the disk at their commit: the events bench checks
+    that the rows it labels "commits waiting for the disk" were measured so."""
+    return JsonResponse({"one_event_async_commit": settings.API_ONE_EVENT_ASYNC_COMMIT})
 
 
 urlpatterns = [path("bench/noop", noop), path("bench/floor", floor), path("bench/commit-setting", commit_setting),

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, OperationalError, connections, transaction
 from django.db.models import F, Max
 from django.utils import timezone
@@ -333,7 +334,7 @@ def _decision_answer(run_id: str, decision_id: str, seq: int, fields: dict[str, 
             "outcome_success": success}
 
 
-_APPEND_PLANS: dict[tuple[str, bool], tuple[str, ...]] = {}
+_APPEND_PLANS: dict[tuple[str, bool, bool], tuple[str, ...]] = {}
 
 
 def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
@@ -372,7 +373,10 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
     values = _params(row, columns[1:])  # the run's column comes from the run row
     added = _contribution(row.get("outcome_success"), row.get("outcome_tokens", 0), row.get("outcome_latency_ms", 0))
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    node_id, plan = row["node_id"], _append_plan(connection, checked=key is not None)
+    # The API's one-event append (`key`) commits without waiting for the disk when so configured; never
+    # inside a caller's transaction, whose commit it would be.
+    unsynced = key is not None and settings.API_ONE_EVENT_ASYNC_COMMIT and not connection.in_atomic_block
+    node_id, plan = row["node_id"], _append_plan(connection, checked=key is not None, unsynced=unsynced)
     if key is not None:
         key = (key[0], key[1], connection.ops.adapt_json_value([key[2]], None)
                if connection.vendor == "postgresql" else key[2])
@@ -404,10 +408,12 @@ def _renode_after_race(run_id: str, node_id: str) -> None:
         _bump_run(run, nodes_executed=_nodes_after_insert(run, node_id, later=True))
 
 
-def _append_plan(connection, *, checked: bool) -> tuple[str, ...]:
+def _append_plan(connection, *, checked: bool, unsynced: bool = False) -> tuple[str, ...]:
     """The statements of `_append_decision` for `connection`'s database, built once (`checked`: with the
-    API-key condition)."""
-    if (plan := _APPEND_PLANS.get((connection.vendor, checked))) is not None:
+    API-key condition; `unsynced`: on PostgreSQL, the statement's own transaction commits without waiting
+    for the disk, `settings.API_ONE_EVENT_ASYNC_COMMIT`)."""
+    unsynced = unsynced and connection.vendor == "postgresql"
+    if (plan := _APPEND_PLANS.get((connection.vendor, checked, unsynced))) is not None:
         return plan
     quote = connection.ops.quote_name
     fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
@@ -453,8 +459,11 @@ def _append_plan(connection, *, checked: bool) -> tuple[str, ...]:
                           for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
         key_check = (f"WITH key AS (SELECT 1 FROM {keys} k WHERE {key_matches}"
                      f"k.{key_column['scopes']} @> CAST(%s AS jsonb)), ") if checked else "WITH "
+        # SET LOCAL, as a function in the statement: it holds until this autocommitted statement's own
+        # commit, which reads it, and costs no round trip. Joined below, so that it is evaluated.
+        unsynced_cte = "unsynced AS (SELECT set_config('synchronous_commit', 'off', true)), " if unsynced else ""
         plan = (
-            f"{key_check}locked AS (SELECT r.{column['id']} FROM {runs} r {pending}"
+            f"{key_check}{unsynced_cte}locked AS (SELECT r.{column['id']} FROM {runs} r {pending}"
             f"{' AND EXISTS (SELECT 1 FROM key)' if checked else ''} FOR UPDATE OF r), "
             f"ins AS ({insert}SELECT l.{column['id']}, {values} FROM locked l WHERE {nothing_after('l')} "
             f"ON CONFLICT DO NOTHING RETURNING added.{decision_pk}, added.{owner}, "
@@ -462,10 +471,10 @@ def _append_plan(connection, *, checked: bool) -> tuple[str, ...]:
             f"UPDATE {runs} r SET {column['updated_at']} = %s, "
             f"{column['decision_count']} = r.{column['decision_count']} + 1, {added}, "
             f"{nodes} = CASE WHEN r.{nodes} @> CAST(%s AS jsonb) THEN r.{nodes} ELSE r.{nodes} || CAST(%s AS jsonb) END "
-            f"FROM ins WHERE r.{column['id']} = ins.{owner} "
+            f"FROM ins{', unsynced' if unsynced else ''} WHERE r.{column['id']} = ins.{owner} "
             f"RETURNING ins.{decision_pk}, r.{column['id']}, r.{column['decision_count']} <> ins.seen + 1",
         )
-    _APPEND_PLANS[(connection.vendor, checked)] = plan
+    _APPEND_PLANS[(connection.vendor, checked, unsynced)] = plan
     return plan
 
 

@@ -1,0 +1,91 @@
+"""PostgreSQL: a decision reported one per request is answered without its commit waiting for the disk
+(`API_ONE_EVENT_ASYNC_COMMIT`, on by default), and only it: the SDK's batches and every other write still
+wait, and a caller's own transaction is never changed. What each commit did is read where PostgreSQL
+decides it, in the inserting transaction: a trigger, made for these tests, copies `synchronous_commit`
+as each stored decision's transaction has it."""
+
+import json
+
+import pytest
+from django.db import connection, transaction
+
+from runs import ingest
+from runs.auth import BearerKey
+from runs.models import ApiKey, Decision, Run
+from runs.schemas import DecisionIn
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def commit_modes(transactional_db):
+    """decision id -> the `synchronous_commit` its inserting transaction committed with."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE test_commit_mode (decision_id text, mode text)")
+        cursor.execute("CREATE FUNCTION test_note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                       "INSERT INTO test_commit_mode VALUES (NEW.decision_id, current_setting('synchronous_commit')); "
+                       "RETURN NULL; END $$")
+        cursor.execute("CREATE TRIGGER test_note_commit_mode AFTER INSERT ON runs_decision "
+                       "FOR EACH ROW EXECUTE FUNCTION test_note_commit_mode()")
+
+    def modes() -> dict[str, str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT decision_id, mode FROM test_commit_mode")
+            return dict(cursor.fetchall())
+    yield modes
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER test_note_commit_mode ON runs_decision")
+        cursor.execute("DROP FUNCTION test_note_commit_mode()")
+        cursor.execute("DROP TABLE test_commit_mode")
+
+
+@pytest.fixture
+def agent(client, transactional_db):
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {ApiKey.issue('agent', scopes=['ingest', 'read'])[1]}"
+    return client
+
+
+def _post(client, path: str, body) -> dict:
+    answer = client.post(path, json.dumps(body), content_type="application/json")
+    assert answer.status_code in (200, 201, 207), answer.content
+    return answer.json()
+
+
+def _decision(seq: int) -> dict:
+    return {"id": f"dec_{seq}", "node_id": "n", "intent": "x", "outcome": {"success": True}}
+
+
+def _session_mode() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_one_event_decisions_commit_without_waiting_for_the_disk_and_batches_still_wait(agent, commit_modes):
+    _post(agent, "/api/v1/runs", {"id": "r", "goal_id": "g"})
+    for seq in range(3):  # the first with a key this process has not seen yet, then the shortcut
+        assert _post(agent, "/api/v1/runs/r/decisions", _decision(seq))["seq"] == seq
+    _post(agent, "/api/v1/batch", {"events": [
+        {"type": "decision", "run_id": "r", "decision_id": f"dec_{seq}", "body": _decision(seq)} for seq in (3, 4)]})
+    assert commit_modes() == {"dec_0": "off", "dec_1": "off", "dec_2": "off", "dec_3": "on", "dec_4": "on"}
+    assert _session_mode() == "on"  # held for the one transaction only: the next write on it waits again
+    assert Run.objects.get(run_id="r").decision_count == 5  # stored, counted and readable on answering
+
+
+def test_with_the_setting_off_one_event_decisions_wait_for_the_disk(agent, commit_modes, settings):
+    settings.API_ONE_EVENT_ASYNC_COMMIT = False
+    _post(agent, "/api/v1/runs", {"id": "r", "goal_id": "g"})
+    for seq in range(2):
+        _post(agent, "/api/v1/runs/r/decisions", _decision(seq))
+    assert commit_modes() == {"dec_0": "on", "dec_1": "on"}
+
+
+def test_a_callers_transaction_keeps_its_own_commit(commit_modes):
+    """Inside a caller's transaction the append's commit is the caller's: it waits for the disk."""
+    bearer = BearerKey(ApiKey.issue("agent", scopes=["ingest"])[1], "ingest")
+    ingest.start_run({"id": "r", "goal_id": "g"})
+    with transaction.atomic():
+        stored = ingest.append_decision("r", DecisionIn.model_validate(_decision(0)), bearer.credentials())
+        Decision.objects.filter(decision_id="none").exists()  # the caller's own work, same transaction
+    assert stored is not None and stored["seq"] == 0
+    assert commit_modes() == {"dec_0": "on"}
