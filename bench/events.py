@@ -69,7 +69,7 @@ def _floor_table(kind: str) -> None:
 
 
 # The dashboard's one-event decisions, and the floor with them, committed waiting for the disk: what
-# turning API_ONE_EVENT_ASYNC_COMMIT off costs (README, "Durability").
+# turning API_ONE_EVENT_ASYNC_COMMIT off costs (README, "The API").
 WAITING_FOR_THE_DISK = {"API_ONE_EVENT_ASYNC_COMMIT": "0"}
 
 
@@ -115,7 +115,7 @@ def run(kind: str, scale: float) -> list[Result]:
 
 def _waiting_for_the_disk(env: dict[str, str], key: str, per_client: int, reps: int) -> list[Result]:
     """The production server's decision and floor rows again, with each one-event commit waiting for the
-    disk (API_ONE_EVENT_ASYNC_COMMIT=0): no target, what that durability costs (README, "Durability")."""
+    disk (API_ONE_EVENT_ASYNC_COMMIT=0): no target, what that durability costs (README, "The API")."""
     server_kind = common.PRODUCTION_SERVER
     with common.serve(server_kind, {**env, **WAITING_FOR_THE_DISK}) as server:
         if json.loads(common.request("GET", server.url + "/bench/commit-setting")[1])["one_event_async_commit"]:

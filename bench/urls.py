@@ -34,8 +34,9 @@ def _floor_insert() -> str:
 @csrf_exempt
 @login_not_required
 def floor(request):
-    """Parse the JSON body and store it with one INSERT, committed (on SQLite in a write transaction queued
-    as ours are): the least any durable one-event request costs in this server and database."""
+    """Parse the JSON body and store it with one INSERT, committed as our one-event decisions are (on
+    SQLite in a write transaction queued as ours are; on PostgreSQL waiting for the disk or not, as they
+    do): the least any one-event request costs in this server and database."""
     body = json.loads(request.body or b"null")
     with rawsql.immediate_transaction(connection) if connection.vendor == "sqlite" else nullcontext():
         with rawsql.cursor(connection, _floor_insert(), [json.dumps(body)]):

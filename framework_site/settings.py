@@ -270,8 +270,9 @@ API_AUTH_FAILURES_PER_MINUTE = env_int("API_AUTH_FAILURES_PER_MINUTE", 60, minim
 # it is stored and readable, without waiting for its commit to reach the disk (synchronous_commit=off for
 # that one transaction). A crash of PostgreSQL itself (not of the dashboard) can then lose the last
 # decisions answered so, up to 3 x wal_writer_delay (0.6 s by default), never half of one; the SDK's
-# batches, and every other write, wait for the disk as before. README, "Durability". 0 makes them wait.
+# batches, and every other write, wait for the disk as before (README, "The API"). 0: they wait too.
 API_ONE_EVENT_ASYNC_COMMIT = env_bool("API_ONE_EVENT_ASYNC_COMMIT", True)
+
 
 def _networks(name: str) -> list[str]:
     """A comma-separated list of IP addresses or networks (CIDR), checked here so that a typo stops the
