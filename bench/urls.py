@@ -9,7 +9,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from framework_site.urls import urlpatterns as project_urlpatterns
-from runs import rawsql
+from runs import ingest, rawsql
 
 from .common import FLOOR_TABLE
 
@@ -26,7 +26,7 @@ def _floor_insert() -> str:
     """The floor's statement. On PostgreSQL its commit waits for the disk, or not, as the dashboard's
     one-event decisions do (`API_ONE_EVENT_ASYNC_COMMIT`, runs/ingest.py), in the same way."""
     if connection.vendor == "postgresql" and settings.API_ONE_EVENT_ASYNC_COMMIT:
-        return (f"WITH unsynced AS (SELECT set_config('synchronous_commit', 'off', true)) "
+        return (f"WITH unsynced AS ({ingest.NOT_WAITING_FOR_THE_DISK}) "
                 f"INSERT INTO {FLOOR_TABLE} (body) SELECT %s FROM unsynced")
     return f"INSERT INTO {FLOOR_TABLE} (body) VALUES (%s)"
 

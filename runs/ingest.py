@@ -307,9 +307,11 @@ def append_decision(run_id: str, payload: DecisionIn, key: tuple[str, str, str])
     """A new decision at the end of its run, stored only if `key` (lookup, digest, scope: `BearerKey`)
     matches an active API key that carries the scope, checked in the statement that stores it: what the API
     answers (201), or None, with nothing stored, when the key does not match or this is not the plain
-    append case. The caller then checks the key on its own and calls `add_decision`, which answers every case."""
+    append case. The caller then checks the key on its own and calls `add_decision`, which answers every case.
+    On PostgreSQL its commit does not wait for the disk while `API_ONE_EVENT_ASYNC_COMMIT` is on."""
     new = _new_decision(payload, _decision_fields(payload))
-    if (seq := _append_decision(run_id, payload, new, key=key)) is None:
+    if (seq := _append_decision(run_id, payload, new, key=key,
+                                unsynced=settings.API_ONE_EVENT_ASYNC_COMMIT)) is None:
         return None
     return _decision_answer(run_id, payload.id, seq, new)
 
@@ -335,10 +337,13 @@ def _decision_answer(run_id: str, decision_id: str, seq: int, fields: dict[str, 
 
 
 _APPEND_PLANS: dict[tuple[str, bool, bool], tuple[str, ...]] = {}
+# PostgreSQL: SET LOCAL synchronous_commit = off, as a query, to put in a CTE of an autocommitted statement:
+# it holds until that statement's own commit, which reads it, and costs no round trip of its own.
+NOT_WAITING_FOR_THE_DISK = "SELECT set_config('synchronous_commit', 'off', true)"
 
 
 def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
-                     key: tuple[str, str, str] | None = None) -> int | None:
+                     key: tuple[str, str, str] | None = None, unsynced: bool = False) -> int | None:
     """A new decision at the end of its run, stored in the fewest statements the database allows (its
     position), or None when this is not that case (unknown run, replay, a later decision stored, no position without the
     run's count, a run already folded into the pattern groups): then `add_decision` takes its locked
@@ -359,6 +364,8 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
       the node to `nodes_executed` in SQL (JSON1).
 
     With `key` (lookup, digest, scope), the run is only found if an active API key matches all three.
+    With `unsynced`, PostgreSQL answers the statement's commit before it reaches the disk, except inside a
+    caller's transaction, whose commit that would be.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor not in ("postgresql", "sqlite"):
@@ -373,9 +380,7 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
     values = _params(row, columns[1:])  # the run's column comes from the run row
     added = _contribution(row.get("outcome_success"), row.get("outcome_tokens", 0), row.get("outcome_latency_ms", 0))
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    # The API's one-event append (`key`) commits without waiting for the disk when so configured; never
-    # inside a caller's transaction, whose commit it would be.
-    unsynced = key is not None and settings.API_ONE_EVENT_ASYNC_COMMIT and not connection.in_atomic_block
+    unsynced = unsynced and not connection.in_atomic_block
     node_id, plan = row["node_id"], _append_plan(connection, checked=key is not None, unsynced=unsynced)
     if key is not None:
         key = (key[0], key[1], connection.ops.adapt_json_value([key[2]], None)
@@ -459,9 +464,7 @@ def _append_plan(connection, *, checked: bool, unsynced: bool = False) -> tuple[
                           for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
         key_check = (f"WITH key AS (SELECT 1 FROM {keys} k WHERE {key_matches}"
                      f"k.{key_column['scopes']} @> CAST(%s AS jsonb)), ") if checked else "WITH "
-        # SET LOCAL, as a function in the statement: it holds until this autocommitted statement's own
-        # commit, which reads it, and costs no round trip. Joined below, so that it is evaluated.
-        unsynced_cte = "unsynced AS (SELECT set_config('synchronous_commit', 'off', true)), " if unsynced else ""
+        unsynced_cte = f"unsynced AS ({NOT_WAITING_FOR_THE_DISK}), " if unsynced else ""  # joined below: evaluated
         plan = (
             f"{key_check}{unsynced_cte}locked AS (SELECT r.{column['id']} FROM {runs} r {pending}"
             f"{' AND EXISTS (SELECT 1 FROM key)' if checked else ''} FOR UPDATE OF r), "
