@@ -141,10 +141,10 @@ def appending_first(view: Callable) -> Callable:
     ninja's per-request work (operation lookup, authentication, path parameters), about a tenth of what
     the request costs the web process (bench/RESULTS.md); whatever that statement does not store goes on to ninja's view
     exactly as before, which answers every other case. The bearer token is read as ninja's `HttpBearer`
-    reads it."""
+    reads it (the header read from META, as `request.headers` would build all of them first)."""
     @wraps(view)
     def first(request, run_id: str):
-        if request.method == "POST" and (header := request.headers.get("Authorization")):
+        if request.method == "POST" and (header := request.META.get("HTTP_AUTHORIZATION")):
             scheme, *token = header.split(" ")
             if scheme.lower() == "bearer":
                 bearer = BearerKey(" ".join(token), "ingest")
@@ -182,7 +182,8 @@ def adapted_urls(patterns: list) -> list:
     """ninja's URL patterns of the API, adapted: the routes in `FIRST` wrapped by what goes first on them,
     the routes below a run wrapped by `or_the_run_named_by_the_whole_path`, and each route that ends in a
     path (`runs/<path:run_id>`) after every other, so that it never takes a path meant for a route below
-    it (`runs/x/summary` is run x's summary; Django takes the first route that matches)."""
+    it (`runs/x/summary` is run x's summary; Django takes the first route that matches). The routes in
+    `FIRST`, the hot ones, come first: Django tries the routes in order, and none of them ends in a path."""
     run_view = next(pattern.callback for pattern in patterns if str(pattern.pattern) == _RUN)
     for pattern in patterns:
         route = str(pattern.pattern)
@@ -190,7 +191,8 @@ def adapted_urls(patterns: list) -> list:
             pattern.callback = wrap(pattern.callback)
         if route.startswith(_RUN + "/"):
             pattern.callback = or_the_run_named_by_the_whole_path(pattern.callback, run_view)
-    return sorted(patterns, key=lambda pattern: bool(re.search(r"<path:\w+>$", str(pattern.pattern))))
+    return sorted(patterns, key=lambda pattern: (str(pattern.pattern) not in FIRST,
+                                                 bool(re.search(r"<path:\w+>$", str(pattern.pattern)))))
 
 
 def _json_answer(answer: dict, status: int) -> HttpResponse:
