@@ -60,8 +60,8 @@ def _plain_requests(server, path: str, per_client: int, seed: int) -> list[list]
     return jobs
 
 
-def _floor_table(kind: str) -> None:
-    conn = common.raw_connection(kind, DB_NAME)
+def _floor_table(kind: str, name: str = DB_NAME) -> None:
+    conn = common.raw_connection(kind, name)
     key = "BIGSERIAL PRIMARY KEY" if kind == "postgres" else "INTEGER PRIMARY KEY AUTOINCREMENT"
     conn.execute(f"CREATE TABLE {common.FLOOR_TABLE} (id {key}, body TEXT NOT NULL)")
     conn.commit()

@@ -1,6 +1,6 @@
 """The benchmarks keep working: the table's verdicts, the batch fast path they pushed into the API, the
 spooling agent, bulk-loaded stores that keep the migrations' indexes, and (slow) the Celery worker's
-memory piece and every piece end to end at a tiny scale."""
+memory piece, every piece end to end at a tiny scale and the per-request CPU diagnosis (bench/cpu.py)."""
 
 import json
 import os
@@ -177,3 +177,22 @@ def test_celery_worker_memory_piece_finishes_every_analysis_and_reports_a_figure
             common.drop_database("sqlite", name)
     assert f"statuses {{'succeeded': {memory.ANALYSES}}}" in result.note
     assert result.median > 50 and result.checks  # a real process's memory, held against the target
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_cpu_diagnosis_prints_each_endpoints_cost_per_request(kind, monkeypatch):
+    if kind == "postgres" and not common.pg_available():
+        pytest.skip("needs PostgreSQL at 127.0.0.1:5432 (CI has it)")
+    monkeypatch.setenv("BENCH_DB_PREFIX", "test_" + os.environ.get("BENCH_DB_PREFIX", ""))
+    proc = subprocess.run([sys.executable, "-m", "bench.cpu", "--db", kind, "--requests", "40", "--rounds", "1"],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header, *rows = [line.split("|") for line in proc.stdout.splitlines()[1:]]
+    columns = [cell.strip() for cell in header]
+    figures = {row[0].strip(): dict(zip(columns[1:], (float(c.replace(",", "")) for c in row[1:]))) for row in rows}
+    assert list(figures) == ["no-op", "floor", "decision"]
+    assert all(row["req/s"] > 0 for row in figures.values())
+    assert ("database ms" in columns) == ("WAL bytes" in columns) == (kind == "postgres")
+    if kind == "postgres":  # exact, not in clock ticks: each stored request writes WAL, a decision more
+        assert figures["decision"]["WAL bytes"] > figures["floor"]["WAL bytes"] > 0
