@@ -215,7 +215,7 @@ def drop_database(kind: str, name: str) -> None:
     if kind == "postgres":
         _pg_admin(f'DROP DATABASE IF EXISTS "{db_name(name)}" WITH (FORCE)')
     else:
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-writers"):  # -writers: our writers' lock (sqlite_backend)
             Path(f"{_sqlite_path(name)}{suffix}").unlink(missing_ok=True)
 
 

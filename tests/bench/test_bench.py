@@ -196,3 +196,5 @@ def test_the_cpu_diagnosis_prints_each_endpoints_cost_per_request(kind, monkeypa
     assert ("database ms" in columns) == ("WAL bytes" in columns) == (kind == "postgres")
     if kind == "postgres":  # exact, not in clock ticks: each stored request writes WAL, a decision more
         assert figures["decision"]["WAL bytes"] > figures["floor"]["WAL bytes"] > 0
+    assert not common._exists(kind, "bench_cpu") and not common._exists(kind, common.TEMPLATE)  # nothing left
+    assert not [path.name for path in common.VAR.glob(f"{common.db_name('bench_')}*")]  # SQLite's files, locks too
