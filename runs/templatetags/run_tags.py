@@ -5,11 +5,12 @@ interpolate numbers they computed themselves.
 """
 
 import json
+from urllib.parse import quote
 
 from django import template
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.http import urlencode
+from django.utils.http import RFC3986_SUBDELIMS, urlencode
 from django.utils.safestring import mark_safe
 
 register = template.Library()
@@ -26,6 +27,37 @@ def status_badge(status):
     icon = STATUS_ICONS.get(status, "•")
     css = status if status in STATUS_ICONS else "other"
     return format_html('<span class="badge status-{}"><span aria-hidden="true">{}</span> {}</span>', css, icon, status)
+
+
+_ID_MARK = "ROUTEIDMARK"  # stands for the id when a route is reversed once; quoting leaves it as it is
+_ROUTE_AROUND_ID: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def _id_url(route: str, value) -> str:
+    """`reverse(route, args=[value])` for a route whose only argument is a `path` id: what `{% url %}` makes,
+    in a fraction of its time, for pages with many rows (the runs list's two links per run took about 40 %
+    of its rendering). The route is reversed once per script prefix around a marker, and the id quoted
+    between as Django quotes a reversed path. An id Django would refuse (empty, or with a newline, which
+    the route's pattern does not match) goes to `reverse`, which refuses it as before."""
+    text = str(value)
+    if not text or "\n" in text:
+        return reverse(route, args=[value])
+    key = (route, get_script_prefix())
+    if (around := _ROUTE_AROUND_ID.get(key)) is None:
+        around = _ROUTE_AROUND_ID[key] = tuple(reverse(route, args=[_ID_MARK]).split(_ID_MARK))
+    return around[0] + quote(text, safe=RFC3986_SUBDELIMS + "/~:@") + around[1]
+
+
+@register.filter
+def run_url(run_id) -> str:
+    """The run's page: `{% url 'runs:detail' run_id %}`."""
+    return _id_url("runs:detail", run_id)
+
+
+@register.filter
+def goal_url(goal_id) -> str:
+    """The goal's page: `{% url 'runs:goal' goal_id %}`."""
+    return _id_url("runs:goal", goal_id)
 
 
 @register.filter

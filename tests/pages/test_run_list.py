@@ -3,8 +3,11 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.urls import NoReverseMatch, reverse, set_script_prefix
+from django.utils.html import escape
 
 from runs import pages
+from runs.templatetags import run_tags
 from runs.models import Run
 from tests.pages.factories import T0, add_decision, add_problem, make_run
 
@@ -192,3 +195,27 @@ def test_runs_list_links_use_escaped_urls_for_odd_ids(logged_in_client):
     assert 'href="/runs/odd%20id/with%20slash/"' in html
     assert logged_in_client.get("/runs/odd%20id/with%20slash/").status_code == 200
     assert Run.objects.count() == 1
+
+
+ODD_IDS = ["odd id/with slash", "ü-ñ 東", "100%", "a?b#c", "a&b'c\"d", "<b>x</b>", "x//y", "~u:1@h;+,=!$*()", "..."]
+
+
+def test_runs_list_links_are_the_urls_django_reverses_for_any_id(logged_in_client):
+    # The list builds its two links per row without {% url %} (run_tags.run_url / goal_url): each must be
+    # exactly what reverse() makes, and lead to the run and the goal.
+    for run_id in ODD_IDS:
+        make_run(run_id, goal_id=f"goal {run_id}")
+    html = logged_in_client.get("/runs/").content.decode()
+    for run_id in ODD_IDS:
+        run_href, goal_href = reverse("runs:detail", args=[run_id]), reverse("runs:goal", args=[f"goal {run_id}"])
+        assert f'href="{escape(run_href)}"' in html and f'href="{escape(goal_href)}"' in html
+        assert logged_in_client.get(run_href).context["run"].run_id == run_id
+        assert logged_in_client.get(goal_href).status_code == 200
+    set_script_prefix("/dashboard/")  # served below a path: the links carry it, as reverse() does
+    try:
+        assert run_tags.run_url("a b") == reverse("runs:detail", args=["a b"]) == "/dashboard/runs/a%20b/"
+    finally:
+        set_script_prefix("/")
+    assert run_tags.run_url("a b") == "/runs/a%20b/"
+    with pytest.raises(NoReverseMatch):  # refused as {% url %} refuses it
+        run_tags.run_url("")
