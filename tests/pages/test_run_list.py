@@ -3,7 +3,9 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.template import Context, Template
 from django.urls import NoReverseMatch, reverse, set_script_prefix
+from django.utils import timezone
 from django.utils.html import escape
 
 from runs import pages
@@ -219,3 +221,18 @@ def test_runs_list_links_are_the_urls_django_reverses_for_any_id(logged_in_clien
     assert run_tags.run_url("a b") == "/runs/a%20b/"
     with pytest.raises(NoReverseMatch):  # refused as {% url %} refuses it
         run_tags.run_url("")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/St_Johns", "Asia/Kathmandu"])
+def test_run_times_read_as_the_date_filters_showed_them_in_any_time_zone(zone):
+    # run_tags.time_tag stands for the two `date` filters the list and the run pages used per timestamp.
+    before = Template("""{% if value is not None %}<time datetime="{{ value|date:'c' }}">{{ value|date:"Y-m-d H:i:s" }}"""
+                      """</time>{% else %}<time datetime=""></time>{% endif %}""")
+    after = Template("{% load run_tags %}{{ value|time_tag }}")
+    values = [T0, T0.replace(microsecond=123456), datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+              datetime(2026, 3, 29, 1, 30, tzinfo=UTC), None]
+    with timezone.override(zone):
+        for value in values:
+            assert after.render(Context({"value": value})) == before.render(Context({"value": value})), value
+    with timezone.override("Asia/Kathmandu"):  # shown in the reader's zone, not stored UTC
+        assert "2025-03-01 17:45:00" in after.render(Context({"value": T0}))
