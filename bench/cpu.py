@@ -14,6 +14,7 @@ needed for two significant digits. Nothing is left behind: the database is dropp
 
 import argparse
 import os
+from contextlib import nullcontext
 import resource
 import statistics
 import sys
@@ -62,11 +63,12 @@ def _client_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _wal_position(kind: str) -> int | None:
-    if kind != "postgres":
+def _wal_position(conn) -> int | None:
+    """Where PostgreSQL's WAL ends, in bytes (`conn`: one connection for the whole measurement, made before
+    the server's, so that no backend starts between two readings); None without one (SQLite)."""
+    if conn is None:
         return None
-    with common.raw_connection(kind, DB_NAME) as conn:
-        return int(conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')").fetchone()[0])
+    return int(conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')").fetchone()[0])
 
 
 def _jobs(server, key: str, endpoint: str, per_client: int, seed: int) -> list[list]:
@@ -85,20 +87,23 @@ def measure(kind: str, requests: int, rounds: int) -> dict[str, dict[str, list[f
     try:
         key = common.issue_api_key(env)
         events._floor_table(kind, DB_NAME)
-        with common.serve(common.PRODUCTION_SERVER, env) as server:
+        wal = common.raw_connection(kind, DB_NAME) if kind == "postgres" else None
+        if wal is not None:
+            wal.autocommit = True  # each reading sees the WAL as it is then
+        with common.serve(common.PRODUCTION_SERVER, env) as server, wal or nullcontext():
             workers = server.worker_pids()
             for round_ in range(rounds):
                 for endpoint in ENDPOINTS:
                     jobs = _jobs(server, key, endpoint, per_client, seed=700 + round_)
                     database = _postgres_pids() if kind == "postgres" else []
                     before = (_cpu_seconds(workers), _cpu_seconds(database), _client_seconds(), *_machine(),
-                              _wal_position(kind))
+                              _wal_position(wal))
                     seconds, statuses = common.run_clients(jobs, server.url)
                     after = (_cpu_seconds(workers), _cpu_seconds(database), _client_seconds(), *_machine(),
-                             _wal_position(kind))
+                             _wal_position(wal))
                     if statuses != {201: count}:
                         raise RuntimeError(f"{endpoint}: expected {count} answers 201, got {statuses}")
-                    web, db, client, busy, machine, wal = (
+                    web, db, client, busy, machine, wal_bytes = (
                         (b - a) if a is not None else None for a, b in zip(before, after))
                     row = figures[endpoint]
                     row.setdefault("req/s", []).append(count / seconds)
@@ -107,8 +112,8 @@ def measure(kind: str, requests: int, rounds: int) -> dict[str, dict[str, list[f
                         if value is not None:  # SQLite works inside the web workers: no database column
                             row.setdefault(name, []).append(value / count * 1000)
                     row.setdefault("busy %", []).append(100 * busy / machine if machine else 0.0)
-                    if wal is not None:
-                        row.setdefault("WAL bytes", []).append(wal / count)
+                    if wal_bytes is not None:
+                        row.setdefault("WAL bytes", []).append(wal_bytes / count)
     finally:
         for name in (DB_NAME, common.TEMPLATE):
             common.drop_database(kind, name)
