@@ -1,5 +1,7 @@
-"""2. Per-event ingestion: one decision per request, as a plain HTTP client without the SDK reports it,
-against a no-op JSON endpoint in the same server (bench/urls.py). Target: >= 60 % of the no-op's req/s.
+"""2. Per-event ingestion: one event per request, as a plain HTTP client without the SDK reports it,
+against a no-op JSON endpoint in the same server (bench/urls.py). Target: >= 60 % of the no-op's req/s,
+for each of the two events an agent reports per step: a decision (its outcome inline, as a client that
+knows it reports it) and an outcome alone (PUT .../outcome, for a decision stored before).
 
 Also measured, without a target: the floor of any one-event request, an endpoint that stores the body with
 one committed INSERT into a one-index table (bench/urls.py), committed as the dashboard commits one-event
@@ -46,6 +48,32 @@ def _decision_requests(server, key: str, per_client: int, seed: int) -> list[lis
     return jobs
 
 
+def _outcome_requests(server, key: str, per_client: int, seed: int) -> list[list]:
+    """Per client: a run whose decisions are stored beforehand (one batch, untimed, without outcomes), then
+    each decision's outcome reported alone, one request each, as a client does once it knows how the
+    decision turned out (PUT .../outcome)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    jobs = []
+    for events in data.sdk_runs(CLIENTS, per_client, seed=seed):
+        run_id = events[0]["run_id"]
+        decisions = [e for e in events if e["type"] in ("run_start", "decision")]
+        status, reply = common.request("POST", server.url + "/api/v1/batch", {"events": decisions}, headers)
+        if status != 207 or json.loads(reply)["errors"]:
+            raise RuntimeError(f"decisions refused: {status} {reply[:300]!r}")
+        calls = []
+        for event in (e for e in events if e["type"] == "outcome"):
+            url = f"{server.url}/api/v1/runs/{run_id}/decisions/{event['decision_id']}/outcome"
+
+            def call(conn, body=event["body"], url=url):
+                status, reply = common.request("PUT", url, body, headers, conn)
+                if status != 201:
+                    raise RuntimeError(f"outcome refused: {status} {reply[:300]!r}")
+                return status
+            calls.append(call)
+        jobs.append(calls)
+    return jobs
+
+
 def _plain_requests(server, path: str, per_client: int, seed: int) -> list[list]:
     """The same decision bodies, POSTed to one of the bench's own endpoints (no key)."""
     jobs = []
@@ -73,9 +101,11 @@ def _floor_table(kind: str, name: str = DB_NAME) -> None:
 WAITING_FOR_THE_DISK = {"API_ONE_EVENT_ASYNC_COMMIT": "0"}
 
 
-def _timed_rounds(server, key: str, per_client: int, reps: int, seed: int) -> tuple[list, list, list]:
-    """Requests per second of the no-op, the floor and one-event decisions, `reps` times each in turn."""
-    api, noop, floor = [], [], []
+def _timed_rounds(server, key: str, per_client: int, reps: int, seed: int, *,
+                  outcomes: bool = True) -> tuple[list, list, list, list]:
+    """Requests per second of the no-op, the floor, one-event decisions and (with `outcomes`) outcomes
+    reported alone, `reps` times each in turn."""
+    api, noop, floor, alone = [], [], [], []
     for rep in range(reps):
         for path, values in (("/bench/noop", noop), ("/bench/floor", floor)):
             jobs = _plain_requests(server, path, per_client, seed=rep)
@@ -85,7 +115,11 @@ def _timed_rounds(server, key: str, per_client: int, reps: int, seed: int) -> tu
         jobs = _decision_requests(server, key, per_client, seed=seed + rep)
         seconds, statuses = common.run_clients(jobs, server.url)
         api.append(per_client * CLIENTS / seconds)
-    return api, noop, floor
+        if outcomes:
+            jobs = _outcome_requests(server, key, per_client, seed=seed + 50 + rep)
+            seconds, statuses = common.run_clients(jobs, server.url)
+            alone.append(sum(statuses.values()) / seconds)
+    return api, noop, floor, alone
 
 
 def run(kind: str, scale: float) -> list[Result]:
@@ -97,12 +131,17 @@ def run(kind: str, scale: float) -> list[Result]:
     results = []
     for server_kind in common.SERVERS:
         with common.serve(server_kind, env) as server:
-            api, noop, floor = _timed_rounds(server, key, per_client, reps, seed=100 + 10 * len(server_kind))
+            api, noop, floor, alone = _timed_rounds(server, key, per_client, reps, seed=100 + 10 * len(server_kind))
         results.append(Result("events", kind, f"POST decision, {server_kind}", "req/s", api,
                               baseline="no-op JSON", baseline_values=noop,
                               checks=common.server_checks(server_kind, [Check("ratio", ">=", 0.60)]),
                               note=common.server_note(server_kind, f"{per_client * CLIENTS} requests per repetition, "
                                                                    f"{CLIENTS} keep-alive clients")))
+        results.append(Result("events", kind, f"PUT outcome (alone), {server_kind}", "req/s", alone,
+                              baseline="no-op JSON", baseline_values=noop,
+                              checks=common.server_checks(server_kind, [Check("ratio", ">=", 0.60)]),
+                              note=common.server_note(server_kind, "each decision's outcome in a request of its own, "
+                                                                   "the decisions stored before (untimed)")))
         results.append(Result("events", kind, f"one INSERT per request (floor), {server_kind}", "req/s", floor,
                               baseline="no-op JSON", baseline_values=noop,
                               note="no target: the floor of any one-event request, committed as ours are"
@@ -126,7 +165,7 @@ def _waiting_for_the_disk(env: dict[str, str], key: str, per_client: int, reps: 
             # the setting did not reach the server: these rows would say what is not so
             raise RuntimeError("the server's one-event decisions do not wait for the disk: "
                                "API_ONE_EVENT_ASYNC_COMMIT=0 did not reach it")
-        api, noop, floor = _timed_rounds(server, key, per_client, max(2, reps - 2), seed=300)
+        api, noop, floor, _ = _timed_rounds(server, key, per_client, max(2, reps - 2), seed=300, outcomes=False)
     note = ("no target: API_ONE_EVENT_ASYNC_COMMIT=0, each one-event commit waits for its WAL to reach the "
             "disk (the floor's too); what that costs against the default above")
     return [Result("events", "postgres", f"POST decision, {server_kind}, commits waiting for the disk", "req/s",

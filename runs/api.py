@@ -109,7 +109,7 @@ def decision_add(request, run_id: str):
     # every operation does, then takes the full path. With a key this process has seen, `appending_first`
     # has tried that statement before ninja's view was entered; here it is tried for a key seen the first time.
     bearer = request.auth
-    payload = _plain_decision(request.body)
+    payload = _plain(DecisionIn, request.body)
     if payload is not None and not bearer.seen():
         request.auth = bearer.verified()
         if (answer := _append(run_id, payload, bearer)) is not None:
@@ -123,10 +123,15 @@ def decision_add(request, run_id: str):
 
 
 def _append(run_id: str, payload: DecisionIn, bearer: BearerKey) -> HttpResponse | None:
-    """The one-statement append (201), or None when it stored nothing (the full path answers then, also
-    when the database refused the statement for conflicting writes)."""
+    """The one-statement append (201), or None when it stored nothing (the full path answers then)."""
+    return _stored_first(lambda: ingest.append_decision(run_id, payload, bearer.credentials()), bearer)
+
+
+def _stored_first(store: Callable[[], dict | None], bearer: BearerKey) -> HttpResponse | None:
+    """What `store` stored, answered 201, or None when it stored nothing, also when the database refused it
+    for conflicting writes: the full path answers then."""
     try:
-        answer = ingest.append_decision(run_id, payload, bearer.credentials())
+        answer = store()
     except ingest.Busy:
         return None
     if answer is None:
@@ -135,23 +140,45 @@ def _append(run_id: str, payload: DecisionIn, bearer: BearerKey) -> HttpResponse
     return _json_answer(answer, 201)
 
 
+def _seen_bearer(request) -> BearerKey | None:
+    """The request's bearer key (read as ninja's `HttpBearer` reads it, from META: `request.headers` would
+    build all the headers first), when this process has found it valid for ingestion before."""
+    if header := request.META.get("HTTP_AUTHORIZATION"):
+        scheme, *token = header.split(" ")
+        if scheme.lower() == "bearer" and (bearer := BearerKey(" ".join(token), "ingest")).seen():
+            return bearer
+    return None
+
+
 def appending_first(view: Callable) -> Callable:
     """Wraps ninja's view of `POST /runs/{run_id}/decisions` (framework_site/urls.py): with a key this
     process has found valid before, a new decision at the end of its run is stored and answered before
     ninja's per-request work (operation lookup, authentication, path parameters), about a tenth of what
-    the request costs the web process (bench/RESULTS.md); whatever that statement does not store goes on to ninja's view
-    exactly as before, which answers every other case. The bearer token is read as ninja's `HttpBearer`
-    reads it (the header read from META, as `request.headers` would build all of them first)."""
+    the request costs the web process (bench/RESULTS.md); whatever that statement does not store goes on
+    to ninja's view exactly as before, which answers every other case."""
     @wraps(view)
     def first(request, run_id: str):
-        if request.method == "POST" and (header := request.META.get("HTTP_AUTHORIZATION")):
-            scheme, *token = header.split(" ")
-            if scheme.lower() == "bearer":
-                bearer = BearerKey(" ".join(token), "ingest")
-                if bearer.seen() and (payload := _plain_decision(request.body)) is not None:
-                    if (answer := _append(run_id, payload, bearer)) is not None:
-                        return answer
+        if request.method == "POST" and (bearer := _seen_bearer(request)) is not None and (
+                payload := _plain(DecisionIn, request.body)) is not None:
+            if (answer := _append(run_id, payload, bearer)) is not None:
+                return answer
         return view(request, run_id=run_id)
+    return first
+
+
+def outcome_first(view: Callable) -> Callable:
+    """Wraps ninja's view of `PUT /runs/{run_id}/decisions/{decision_id}/outcome` as `appending_first`
+    wraps the decisions': a decision's first outcome, with a key this process has found valid before, is
+    stored by one statement that also checks the key (`ingest.record_first_outcome`); anything else (a
+    replaced or replayed outcome, an unknown decision, a run that has ended) goes on to ninja's view."""
+    @wraps(view)
+    def first(request, run_id: str, decision_id: str):
+        if request.method == "PUT" and (bearer := _seen_bearer(request)) is not None and (
+                payload := _plain(OutcomeIn, request.body)) is not None:
+            if (answer := _stored_first(lambda: ingest.record_first_outcome(
+                    run_id, decision_id, payload, bearer.credentials()), bearer)) is not None:
+                return answer
+        return view(request, run_id=run_id, decision_id=decision_id)
     return first
 
 
@@ -174,7 +201,8 @@ def or_the_run_named_by_the_whole_path(view: Callable, run_view: Callable) -> Ca
 
 
 RUNS_IN_PATH = "/runs/"
-FIRST = {"runs/<path:run_id>/decisions": appending_first}  # route -> what wraps ninja's view of it
+FIRST = {"runs/<path:run_id>/decisions": appending_first,  # route -> what wraps ninja's view of it
+         "runs/<path:run_id>/decisions/<decision_id>/outcome": outcome_first}
 _RUN = "runs/<path:run_id>"
 
 
@@ -201,12 +229,12 @@ def _json_answer(answer: dict, status: int) -> HttpResponse:
     return HttpResponse(json.dumps(answer), status=status, content_type="application/json; charset=utf-8")
 
 
-def _plain_decision(body: bytes) -> DecisionIn | None:
-    """A decision request's body, validated in one pydantic-core call, when it provably holds nothing the
-    storable checks refuse (`storable_json`) and is valid; else None, and `ingest.validate` words every
-    error of the parsed body."""
+def _plain(schema: type[DecisionIn] | type[OutcomeIn], body: bytes) -> DecisionIn | OutcomeIn | None:
+    """A decision's (or an outcome's) request body, validated in one pydantic-core call, when it provably
+    holds nothing the storable checks refuse (`storable_json`) and is valid; else None, and
+    `ingest.validate` words every error of the parsed body."""
     try:
-        return unchecked_one(DecisionIn, storable_json(body))
+        return unchecked_one(schema, storable_json(body))
     except ValueError:  # pydantic's ValidationError is one: the per-field path says what is wrong
         return None
 

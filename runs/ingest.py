@@ -387,7 +387,7 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
                if connection.vendor == "postgresql" else key[2])
     if connection.vendor == "sqlite":
         with rawsql.immediate_transaction(connection):
-            with rawsql.cursor(connection, plan[0], [*values, run_id, seq, *(key or ())]) as cursor:
+            with rawsql.cursor(connection, plan[0], [*values, run_id, *(key or ()), seq]) as cursor:
                 found = cursor.fetchone()
             if found is None:
                 return None
@@ -413,6 +413,32 @@ def _renode_after_race(run_id: str, node_id: str) -> None:
         _bump_run(run, nodes_executed=_nodes_after_insert(run, node_id, later=True))
 
 
+def _run_lock(connection, *, checked: bool, unsynced: bool, also: str = "") -> dict[str, str]:
+    """The pieces the one-statement writes share: `locked`, on PostgreSQL the start of a WITH clause that
+    locks the run row found by its `run_id` (a parameter) while its decisions are not folded into the
+    pattern groups, plus the condition `also` (`r.` is the run), and with `checked` only when an active
+    API key matches (lookup, digest, scope: parameters before the run's id); `join`, what the statement's
+    last FROM joins so that the `unsynced` CTE is evaluated (its commit not waiting for the disk). On
+    SQLite, `found`: the same run found and checked, as the condition after a WHERE."""
+    quote = connection.ops.quote_name
+    runs, keys = quote(Run._meta.db_table), quote(ApiKey._meta.db_table)
+    run_pk, run_id, pending = (quote(Run._meta.get_field(name).column) for name in ("id", "run_id", "pattern_pending"))
+    key_column = {name: quote(ApiKey._meta.get_field(name).column) for name in ("lookup", "digest", "revoked_at", "scopes")}
+    key_matches = (f"k.{key_column['lookup']} = %s AND k.{key_column['digest']} = %s "
+                   f"AND k.{key_column['revoked_at']} IS NULL AND ")
+    where = f"WHERE r.{run_id} = %s AND r.{pending}{also}"
+    if connection.vendor == "sqlite":
+        key_check = (f" AND EXISTS (SELECT 1 FROM {keys} k WHERE {key_matches}EXISTS "
+                     f"(SELECT 1 FROM json_each(k.{key_column['scopes']}) s WHERE s.value = %s))") if checked else ""
+        return {"found": f"SELECT r.{run_pk} FROM {runs} r {where}{key_check}"}
+    key_cte = (f"WITH key AS (SELECT 1 FROM {keys} k WHERE {key_matches}"
+               f"k.{key_column['scopes']} @> CAST(%s AS jsonb)), ") if checked else "WITH "
+    unsynced_cte = f"unsynced AS ({NOT_WAITING_FOR_THE_DISK}), " if unsynced else ""  # joined below: evaluated
+    return {"locked": f"{key_cte}{unsynced_cte}locked AS (SELECT r.{run_pk} FROM {runs} r {where}"
+                      f"{' AND EXISTS (SELECT 1 FROM key)' if checked else ''} FOR UPDATE OF r)",
+            "join": ", unsynced" if unsynced else ""}
+
+
 def _append_plan(connection, *, checked: bool, unsynced: bool = False) -> tuple[str, ...]:
     """The statements of `_append_decision` for `connection`'s database, built once (`checked`: with the
     API-key condition; `unsynced`: on PostgreSQL, the statement's own transaction commits without waiting
@@ -424,17 +450,13 @@ def _append_plan(connection, *, checked: bool, unsynced: bool = False) -> tuple[
     fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
     assert fields[0].name == "run"  # filled from the run row, not a parameter
     column = {name: quote(Run._meta.get_field(name).column) for name in (
-        "id", "run_id", "updated_at", "nodes_executed", "decision_count", "success_count", "failure_count",
-        "total_tokens", "total_latency_ms", "pattern_pending")}
+        "id", "updated_at", "nodes_executed", "decision_count", "success_count", "failure_count",
+        "total_tokens", "total_latency_ms")}
     owner, position = quote(fields[0].column), quote(Decision._meta.get_field("seq").column)
     decisions, runs = quote(Decision._meta.db_table), quote(Run._meta.db_table)
     decision_pk = quote(Decision._meta.pk.column)
     insert = f"INSERT INTO {decisions} AS added ({', '.join(quote(f.column) for f in fields)}) "
-    pending = f"WHERE r.{column['run_id']} = %s AND r.{column['pattern_pending']}"
-    keys = quote(ApiKey._meta.db_table)
-    key_column = {name: quote(ApiKey._meta.get_field(name).column) for name in ("lookup", "digest", "revoked_at", "scopes")}
-    key_matches = (f"k.{key_column['lookup']} = %s AND k.{key_column['digest']} = %s "
-                   f"AND k.{key_column['revoked_at']} IS NULL AND ")
+    run = _run_lock(connection, checked=checked, unsynced=unsynced)
 
     def nothing_after(alias: str) -> str:
         # On PostgreSQL, OFFSET 0 keeps the planner from turning this into an anti-join: with the run taken
@@ -446,38 +468,121 @@ def _append_plan(connection, *, checked: bool, unsynced: bool = False) -> tuple[
                 f"AND d.{position} >= %s{fence})")
     nodes = column["nodes_executed"]
     if connection.vendor == "sqlite":
-        added = ", ".join(f"{column[name]} = {column[name]} + %s"
-                          for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
-        key_check = (f" AND EXISTS (SELECT 1 FROM {keys} k WHERE {key_matches}EXISTS "
-                     f"(SELECT 1 FROM json_each(k.{key_column['scopes']}) s WHERE s.value = %s))") if checked else ""
         plan = (
-            f"{insert}SELECT r.{column['id']}, {', '.join(['%s'] * (len(fields) - 1))} FROM {runs} r {pending} AND {nothing_after('r')}"
-            f"{key_check} ON CONFLICT DO NOTHING RETURNING {decision_pk}, {owner}",
+            f"{insert}SELECT r.{column['id']}, {', '.join(['%s'] * (len(fields) - 1))} FROM ({run['found']}) r "
+            f"WHERE {nothing_after('r')} ON CONFLICT DO NOTHING RETURNING {decision_pk}, {owner}",
             f"UPDATE {runs} SET {column['updated_at']} = %s, "
-            f"{column['decision_count']} = {column['decision_count']} + 1, {added}, "
+            f"{column['decision_count']} = {column['decision_count']} + 1, {_counters_added(column, '')}, "
             f"{nodes} = CASE WHEN EXISTS (SELECT 1 FROM json_each({nodes}) WHERE value = %s) THEN {nodes} "
             f"ELSE json_insert({nodes}, '$[#]', %s) END WHERE {column['id']} = %s",
         )
     else:
         values = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields[1:])
-        added = ", ".join(f"{column[name]} = r.{column[name]} + %s"
-                          for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
-        key_check = (f"WITH key AS (SELECT 1 FROM {keys} k WHERE {key_matches}"
-                     f"k.{key_column['scopes']} @> CAST(%s AS jsonb)), ") if checked else "WITH "
-        unsynced_cte = f"unsynced AS ({NOT_WAITING_FOR_THE_DISK}), " if unsynced else ""  # joined below: evaluated
         plan = (
-            f"{key_check}{unsynced_cte}locked AS (SELECT r.{column['id']} FROM {runs} r {pending}"
-            f"{' AND EXISTS (SELECT 1 FROM key)' if checked else ''} FOR UPDATE OF r), "
+            f"{run['locked']}, "
             f"ins AS ({insert}SELECT l.{column['id']}, {values} FROM locked l WHERE {nothing_after('l')} "
             f"ON CONFLICT DO NOTHING RETURNING added.{decision_pk}, added.{owner}, "
             f"(SELECT s.{column['decision_count']} FROM {runs} s WHERE s.{column['id']} = added.{owner}) AS seen) "
             f"UPDATE {runs} r SET {column['updated_at']} = %s, "
-            f"{column['decision_count']} = r.{column['decision_count']} + 1, {added}, "
+            f"{column['decision_count']} = r.{column['decision_count']} + 1, {_counters_added(column, 'r.')}, "
             f"{nodes} = CASE WHEN r.{nodes} @> CAST(%s AS jsonb) THEN r.{nodes} ELSE r.{nodes} || CAST(%s AS jsonb) END "
-            f"FROM ins{', unsynced' if unsynced else ''} WHERE r.{column['id']} = ins.{owner} "
+            f"FROM ins{run['join']} WHERE r.{column['id']} = ins.{owner} "
             f"RETURNING ins.{decision_pk}, r.{column['id']}, r.{column['decision_count']} <> ins.seen + 1",
         )
     _APPEND_PLANS[(connection.vendor, checked, unsynced)] = plan
+    return plan
+
+
+def _counters_added(column: dict[str, str], alias: str) -> str:
+    """SET's increments of a run's outcome counters, each by a parameter (`_contribution`'s order)."""
+    return ", ".join(f"{column[name]} = {alias}{column[name]} + %s"
+                     for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
+
+
+_OUTCOME_PLANS: dict[tuple[str, bool, bool], tuple[tuple[str, ...], list]] = {}
+_OUTCOME_ANSWERED = ("seq", "node_id", "decision_type", "chosen_option_id", "chosen_description")
+
+
+@retrying_conflicts
+def record_first_outcome(run_id: str, decision_id: str, payload: OutcomeIn,
+                         key: tuple[str, str, str] | None = None) -> dict[str, Any] | None:
+    """A decision's first outcome, stored in the fewest statements the database allows, as
+    `append_decision` stores a new decision (with `key`, only if an active API key matches; on PostgreSQL
+    committed without waiting for the disk while `API_ONE_EVENT_ASYNC_COMMIT` is on): what the API
+    answers (201), or None, with nothing stored, when this is not that case (no such run or decision, an
+    outcome already there, a run that has ended or is folded into the pattern groups, whose groups must
+    follow): `record_outcome`'s locked transaction answers every case.
+
+    - PostgreSQL: one autocommitted statement that locks the run row (as `_append_decision`), UPDATEs the
+      decision while it has no outcome (re-checked on the latest row version, so a racing outcome makes it
+      store nothing) and adds the outcome to the run's counters.
+    - SQLite: one IMMEDIATE transaction with the same UPDATE and the counters' UPDATE.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor not in ("postgresql", "sqlite"):
+        return None
+    fields = _outcome_fields(payload)
+    fields.setdefault("outcome_timestamp", timezone.now())
+    unsynced = settings.API_ONE_EVENT_ASYNC_COMMIT and not connection.in_atomic_block
+    plan, writers = _outcome_plan(connection, checked=key is not None, unsynced=unsynced)
+    values = [write(fields[name]) for name, write in writers]
+    added = _contribution(payload.success, payload.tokens_used, payload.latency_ms)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    if key is not None:
+        key = (key[0], key[1], connection.ops.adapt_json_value([key[2]], None)
+               if connection.vendor == "postgresql" else key[2])
+    if connection.vendor == "sqlite":
+        with rawsql.immediate_transaction(connection):
+            with rawsql.cursor(connection, plan[0], [*values, decision_id, run_id, *(key or ())]) as cursor:
+                found = cursor.fetchone()
+            if found is None:
+                return None
+            with rawsql.cursor(connection, plan[1], [now, *added, found[0]]):
+                pass
+    else:
+        with rawsql.cursor(connection, plan[0], [*(key or ()), run_id, *values, decision_id, now, *added]) as cursor:
+            found = cursor.fetchone()
+        if found is None:
+            return None
+    return {"run_id": run_id, "decision_id": decision_id, **dict(zip(_OUTCOME_ANSWERED, found[1:])),
+            "has_outcome": True, "outcome_success": payload.success}
+
+
+def _outcome_plan(connection, *, checked: bool, unsynced: bool) -> tuple[tuple[str, ...], list]:
+    """The statements of `record_first_outcome` for `connection`'s database, built once, and each outcome
+    column's (field name, writer) in the order of their parameters."""
+    unsynced = unsynced and connection.vendor == "postgresql"
+    if (plan := _OUTCOME_PLANS.get((connection.vendor, checked, unsynced))) is not None:
+        return plan
+    quote = connection.ops.quote_name
+    fields = [field for field in Decision._meta.concrete_fields if field.name.startswith("outcome_")]
+    column = {name: quote(Run._meta.get_field(name).column) for name in (
+        "id", "updated_at", "success_count", "failure_count", "total_tokens", "total_latency_ms")}
+    owner, decision_id, success = (quote(Decision._meta.get_field(name).column)
+                                   for name in ("run", "decision_id", "outcome_success"))
+    answered = [quote(Decision._meta.get_field(name).column) for name in _OUTCOME_ANSWERED]
+    decisions, runs = quote(Decision._meta.db_table), quote(Run._meta.db_table)
+    run = _run_lock(connection, checked=checked, unsynced=unsynced, also=f" AND r.{quote(Run._meta.get_field('end_seq').column)} IS NULL")
+    if connection.vendor == "sqlite":
+        sets = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+        statements = (
+            f"UPDATE {decisions} SET {sets} WHERE {decision_id} = %s AND {success} IS NULL "
+            f"AND {owner} = ({run['found']}) RETURNING {owner}, {', '.join(answered)}",
+            f"UPDATE {runs} SET {column['updated_at']} = %s, {_counters_added(column, '')} WHERE {column['id']} = %s",
+        )
+    else:
+        sets = ", ".join(f"{quote(field.column)} = CAST(%s AS {field.db_type(connection)})" for field in fields)
+        statements = (
+            f"{run['locked']}, "
+            f"outcome AS (UPDATE {decisions} d SET {sets} FROM locked l WHERE d.{owner} = l.{column['id']} "
+            f"AND d.{decision_id} = %s AND d.{success} IS NULL RETURNING d.{owner}, "
+            f"{', '.join(f'd.{name}' for name in answered)}) "
+            f"UPDATE {runs} r SET {column['updated_at']} = %s, {_counters_added(column, 'r.')} "
+            f"FROM outcome d{run['join']} WHERE r.{column['id']} = d.{owner} "
+            f"RETURNING d.{owner}, {', '.join(f'd.{name}' for name in answered)}",
+        )
+    plan = _OUTCOME_PLANS[(connection.vendor, checked, unsynced)] = (
+        statements, [(field.name, _column_writer(field, connection)) for field in fields])
     return plan
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from runs import ingest
 from runs.models import Run
+from runs.schemas import OutcomeIn
 
 from tests.concurrency import in_threads, race_on_one_run, raced_counters
 
@@ -40,3 +41,29 @@ def test_interleaved_writers_keep_the_runs_nodes_in_decision_order():
     run = Run.objects.get(run_id="interleaved")
     assert (run.decision_count, run.success_count, run.total_tokens) == (60, 60, 60)
     assert run.nodes_executed == [f"node_{seq}" for seq in range(60)]
+
+
+def test_racing_first_outcomes_for_the_same_decisions_are_each_stored_once():
+    """Writers send the first outcome of the same decisions at the same time, as the API stores one: the
+    one statement first (`record_first_outcome`), the full path when it stores nothing. Each decision is
+    created once; the others replace or replay it, and the counters equal a recount."""
+    ingest.start_run({"id": "outcomes", "goal_id": "g"})
+    for seq in range(20):
+        ingest.add_decision("outcomes", {"id": f"dec_{seq}", "node_id": "n", "intent": "x"})
+    created = []
+
+    def work(index):
+        for seq in range(20):
+            body = {"success": index % 2 == 0, "tokens_used": index + 1}
+            if ingest.record_first_outcome("outcomes", f"dec_{seq}", OutcomeIn.model_validate(body)) is not None:
+                created.append(seq)
+            else:
+                created.extend([seq] if ingest.record_outcome("outcomes", f"dec_{seq}", body)[1] else [])
+
+    assert in_threads(4, work) == []
+    assert sorted(created) == list(range(20))
+    run = Run.objects.get(run_id="outcomes")
+    live = (run.success_count, run.failure_count, run.total_tokens)
+    run.recount()
+    assert live == (run.success_count, run.failure_count, run.total_tokens)
+    assert run.success_count + run.failure_count == 20

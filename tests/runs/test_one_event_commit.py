@@ -1,8 +1,8 @@
-"""PostgreSQL: a decision reported one per request is answered without its commit waiting for the disk
-(`API_ONE_EVENT_ASYNC_COMMIT`, on by default), and only it: the SDK's batches and every other write still
-wait, and a caller's own transaction is never changed. What each commit did is read where PostgreSQL
-decides it, in the inserting transaction: a trigger, made for these tests, copies `synchronous_commit`
-as each stored decision's transaction has it."""
+"""PostgreSQL: a decision, or a decision's first outcome, reported one per request is answered without its
+commit waiting for the disk (`API_ONE_EVENT_ASYNC_COMMIT`, on by default), and only they: the SDK's batches
+and every other write still wait, and a caller's own transaction is never changed. What each commit did is
+read where PostgreSQL decides it, in the writing transaction: a trigger, made for these tests, copies
+`synchronous_commit` as each stored (or updated) decision's transaction has it."""
 
 import json
 
@@ -19,13 +19,14 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def commit_modes(transactional_db):
-    """decision id -> the `synchronous_commit` its inserting transaction committed with."""
+    """decision id -> the `synchronous_commit` its last writing transaction committed with."""
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE test_commit_mode (decision_id text, mode text)")
+        cursor.execute("CREATE TABLE test_commit_mode (decision_id text PRIMARY KEY, mode text)")
         cursor.execute("CREATE FUNCTION test_note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                       "INSERT INTO test_commit_mode VALUES (NEW.decision_id, current_setting('synchronous_commit')); "
+                       "INSERT INTO test_commit_mode VALUES (NEW.decision_id, current_setting('synchronous_commit')) "
+                       "ON CONFLICT (decision_id) DO UPDATE SET mode = EXCLUDED.mode; "
                        "RETURN NULL; END $$")
-        cursor.execute("CREATE TRIGGER test_note_commit_mode AFTER INSERT ON runs_decision "
+        cursor.execute("CREATE TRIGGER test_note_commit_mode AFTER INSERT OR UPDATE ON runs_decision "
                        "FOR EACH ROW EXECUTE FUNCTION test_note_commit_mode()")
 
     def modes() -> dict[str, str]:
@@ -90,3 +91,26 @@ def test_a_callers_transaction_keeps_its_own_commit(commit_modes):
         stored = ingest.append_decision("r", DecisionIn.model_validate(_decision(0)), bearer.credentials())
     assert stored is not None and stored["seq"] == 0
     assert commit_modes() == {"dec_0": "on"}
+
+
+def _put(client, path: str, body) -> dict:
+    answer = client.put(path, json.dumps(body), content_type="application/json")
+    assert answer.status_code in (200, 201), answer.content
+    return answer.json()
+
+
+@pytest.mark.parametrize("async_commit, mode", [(True, "off"), (False, "on")])
+def test_a_first_outcome_reported_alone_commits_as_one_event_decisions_do(agent, commit_modes, settings,
+                                                                          async_commit, mode):
+    settings.API_ONE_EVENT_ASYNC_COMMIT = async_commit
+    _post(agent, "/api/v1/runs", {"id": "r", "goal_id": "g"})
+    _post(agent, "/api/v1/batch", {"events": [  # stored waiting for the disk
+        {"type": "decision", "run_id": "r", "decision_id": f"dec_{seq}", "body": {**_decision(seq), "outcome": None}}
+        for seq in (0, 1)]})
+    assert commit_modes() == {"dec_0": "on", "dec_1": "on"}
+    assert _put(agent, "/api/v1/runs/r/decisions/dec_0/outcome", {"success": False})["outcome_success"] is False
+    _put(agent, "/api/v1/runs/r/decisions/dec_1/outcome", {"success": True})
+    _put(agent, "/api/v1/runs/r/decisions/dec_1/outcome", {"success": False})  # a replacement: the full path
+    assert commit_modes() == {"dec_0": mode, "dec_1": "on"}
+    assert _session_mode() == "on"
+    assert Run.objects.values_list("success_count", "failure_count").get(run_id="r") == (0, 2)

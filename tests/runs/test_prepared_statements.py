@@ -38,6 +38,22 @@ def test_the_key_lookup_and_the_append_are_prepared_once_and_reused(api_client):
     assert Run.objects.get(run_id="prepared").decision_count == 6
 
 
+def test_first_outcomes_reported_alone_are_stored_by_one_prepared_statement(api_client):
+    assert api_client.post("/api/v1/runs", json.dumps({"id": "outcomes", "goal_id": "g"}),
+                           content_type="application/json").status_code == 201
+    for seq in range(6):
+        assert api_client.post("/api/v1/runs/outcomes/decisions", json.dumps(
+            {"id": f"dec_{seq}", "node_id": "n", "intent": "x"}), content_type="application/json").status_code == 201
+        answer = api_client.put(f"/api/v1/runs/outcomes/decisions/dec_{seq}/outcome", json.dumps(
+            {"success": seq % 3 > 0, "tokens_used": seq}), content_type="application/json")
+        assert answer.status_code == 201, answer.content
+    outcomes = [sql for sql in _prepared() if "outcome AS" in sql]
+    assert len(outcomes) == 1, _prepared()
+    assert "runs_apikey" in outcomes[0]  # the key is checked in the statement that stores the outcome
+    run = Run.objects.get(run_id="outcomes")
+    assert (run.success_count, run.failure_count, run.total_tokens) == (4, 2, 15)
+
+
 def test_with_prepared_statements_off_nothing_is_prepared_and_everything_is_stored(api_client):
     connection.ensure_connection()
     driver = connection.connection
