@@ -39,10 +39,9 @@ def _reps(scale: float) -> int:
 
 
 def measure(reps: int) -> dict[str, list[float]]:
-    """In a process set up for one store: each page's server times in ms (after one warm-up request)."""
-    import django
-
-    django.setup()
+    """In a process set up for one store, as the production server's processes are (framework_site/wsgi.py,
+    its gc.freeze() of the loaded app included): each page's server times in ms (after one warm-up request)."""
+    import framework_site.wsgi  # noqa: F401 - Django set up as the served application is
     from django.contrib.auth.models import User
     from django.test import Client
     from django.urls import Resolver404, resolve
