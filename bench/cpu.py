@@ -1,5 +1,5 @@
-"""Where a one-event request's CPU goes: the per-event piece's three endpoints (the no-op, the floor's one
-INSERT, a decision) served by the production server, each measured as CPU per request of the web workers,
+"""Where a one-event request's CPU goes: the per-event piece's endpoints (the no-op, the floor's one
+INSERT, a decision, a first outcome sent alone) served by the production server, each measured as CPU per request of the web workers,
 of the database's processes and of the client, the machine's busy time per request, and on PostgreSQL the
 WAL written per request. The per-event ratio is about the ratio of these totals when the cores are busy.
 
@@ -22,7 +22,7 @@ import sys
 from . import common, events
 
 DB_NAME = "bench_cpu"
-ENDPOINTS = ("no-op", "floor", "decision")
+ENDPOINTS = ("no-op", "floor", "decision", "outcome")  # outcome: a first outcome sent alone (PUT)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -74,6 +74,8 @@ def _wal_position(conn) -> int | None:
 def _jobs(server, key: str, endpoint: str, per_client: int, seed: int) -> list[list]:
     if endpoint == "decision":
         return events._decision_requests(server, key, per_client, seed=seed)
+    if endpoint == "outcome":  # its decisions are stored here, in batches, before the timing
+        return events._outcome_requests(server, key, per_client, seed=seed)
     return events._plain_requests(server, "/bench/noop" if endpoint == "no-op" else "/bench/floor", per_client, seed)
 
 

@@ -49,17 +49,17 @@ def _decision_requests(server, key: str, per_client: int, seed: int) -> list[lis
 
 
 def _outcome_requests(server, key: str, per_client: int, seed: int) -> list[list]:
-    """Per client: a run whose decisions are stored beforehand (one batch, untimed, without outcomes), then
-    each decision's outcome reported alone, one request each, as a client does once it knows how the
-    decision turned out (PUT .../outcome)."""
+    """Per client: a run whose decisions are stored beforehand (in the SDK's batches, untimed, without
+    outcomes), then each decision's outcome reported alone, one request each, as a client does once it
+    knows how the decision turned out (PUT .../outcome)."""
     headers = {"Authorization": f"Bearer {key}"}
     jobs = []
     for events in data.sdk_runs(CLIENTS, per_client, seed=seed):
         run_id = events[0]["run_id"]
-        decisions = [e for e in events if e["type"] in ("run_start", "decision")]
-        status, reply = common.request("POST", server.url + "/api/v1/batch", {"events": decisions}, headers)
-        if status != 207 or json.loads(reply)["errors"]:
-            raise RuntimeError(f"decisions refused: {status} {reply[:300]!r}")
+        for batch in data.batches([e for e in events if e["type"] in ("run_start", "decision")]):
+            status, reply = common.request("POST", server.url + "/api/v1/batch", {"events": batch}, headers)
+            if status != 207 or json.loads(reply)["errors"]:
+                raise RuntimeError(f"decisions refused: {status} {reply[:300]!r}")
         calls = []
         for event in (e for e in events if e["type"] == "outcome"):
             url = f"{server.url}/api/v1/runs/{run_id}/decisions/{event['decision_id']}/outcome"
