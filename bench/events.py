@@ -1,7 +1,8 @@
 """2. Per-event ingestion: one event per request, as a plain HTTP client without the SDK reports it,
 against a no-op JSON endpoint in the same server (bench/urls.py). Target: >= 60 % of the no-op's req/s,
-for each of the two events an agent reports per step: a decision (its outcome inline, as a client that
-knows it reports it) and an outcome alone (PUT .../outcome, for a decision stored before).
+for each event such a client reports: per step a decision (its outcome inline, as a client that knows it
+reports it) and an outcome alone (PUT .../outcome, for a decision stored before); per run its start and
+its end (the production server only).
 
 Also measured, without a target: the floor of any one-event request, an endpoint that stores the body with
 one committed INSERT into a one-index table (bench/urls.py), committed as the dashboard commits one-event
@@ -10,6 +11,7 @@ PostgreSQL both again with each commit waiting for the disk (API_ONE_EVENT_ASYNC
 
 
 import json
+from collections.abc import Callable
 
 from . import common, data
 from .common import Check, Result
@@ -74,6 +76,36 @@ def _outcome_requests(server, key: str, per_client: int, seed: int) -> list[list
     return jobs
 
 
+RUN_DECISIONS = 2  # decisions (with outcomes) in each run of the run start / run end rows
+
+
+def _run_requests(server, key: str, per_client: int, seed: int) -> tuple[list, Callable[[], None], list]:
+    """Per client, `per_client` runs as the SDK reports them (`RUN_DECISIONS` decisions with outcomes
+    each): their starts, one per request; what stores their decisions (in batches, untimed); then their
+    ends, one per request (each folds its run's decisions into the pattern groups)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    runs = data.sdk_runs(CLIENTS * per_client, RUN_DECISIONS, seed=seed)
+
+    def posting(path: str, body: dict) -> Callable:
+        def call(conn):
+            status, reply = common.request("POST", server.url + path, body, headers, conn)
+            if status != 201:
+                raise RuntimeError(f"POST {path} refused: {status} {reply[:300]!r}")
+            return status
+        return call
+
+    def jobs(kind: str, path: str) -> list[list]:
+        return [[posting(path.format(run_id=event["run_id"]), event["body"])
+                 for run in runs[client::CLIENTS] for event in run if event["type"] == kind] for client in range(CLIENTS)]
+
+    def store_decisions() -> None:
+        for batch in data.batches([e for run in runs for e in run if e["type"] in ("decision", "outcome")]):
+            status, reply = common.request("POST", server.url + "/api/v1/batch", {"events": batch}, headers)
+            if status != 207 or json.loads(reply)["errors"]:
+                raise RuntimeError(f"decisions refused: {status} {reply[:300]!r}")
+    return jobs("run_start", "/api/v1/runs"), store_decisions, jobs("run_end", "/api/v1/runs/{run_id}/end")
+
+
 def _plain_requests(server, path: str, per_client: int, seed: int) -> list[list]:
     """The same decision bodies, POSTed to one of the bench's own endpoints (no key)."""
     jobs = []
@@ -102,24 +134,28 @@ WAITING_FOR_THE_DISK = {"API_ONE_EVENT_ASYNC_COMMIT": "0"}
 
 
 def _timed_rounds(server, key: str, per_client: int, reps: int, seed: int, *,
-                  outcomes: bool = True) -> tuple[list, list, list, list]:
-    """Requests per second of the no-op, the floor, one-event decisions and (with `outcomes`) outcomes
-    reported alone, `reps` times each in turn."""
-    api, noop, floor, alone = [], [], [], []
-    for rep in range(reps):
-        for path, values in (("/bench/noop", noop), ("/bench/floor", floor)):
-            jobs = _plain_requests(server, path, per_client, seed=rep)
-            seconds, statuses = common.run_clients(jobs, server.url)
-            assert statuses == {201: per_client * CLIENTS}, statuses
-            values.append(per_client * CLIENTS / seconds)
-        jobs = _decision_requests(server, key, per_client, seed=seed + rep)
+                  events: tuple[str, ...] = ("decision", "outcome")) -> dict[str, list[float]]:
+    """Requests per second of the no-op, the floor and each of `events` one per request (decision,
+    outcome, start, end), `reps` times each in turn: {name: one value per repetition}."""
+    rates: dict[str, list[float]] = {name: [] for name in ("noop", "floor", *events)}
+
+    def timed(name: str, jobs: list[list]) -> None:
         seconds, statuses = common.run_clients(jobs, server.url)
-        api.append(per_client * CLIENTS / seconds)
-        if outcomes:
-            jobs = _outcome_requests(server, key, per_client, seed=seed + 50 + rep)
-            seconds, statuses = common.run_clients(jobs, server.url)
-            alone.append(sum(statuses.values()) / seconds)
-    return api, noop, floor, alone
+        assert statuses == {201: sum(len(calls) for calls in jobs)}, (name, statuses)
+        rates[name].append(sum(statuses.values()) / seconds)
+    for rep in range(reps):
+        for path, name in (("/bench/noop", "noop"), ("/bench/floor", "floor")):
+            timed(name, _plain_requests(server, path, per_client, seed=rep))
+        if "decision" in events:
+            timed("decision", _decision_requests(server, key, per_client, seed=seed + rep))
+        if "outcome" in events:
+            timed("outcome", _outcome_requests(server, key, per_client, seed=seed + 50 + rep))
+        if "start" in events:
+            starts, store_decisions, ends = _run_requests(server, key, per_client, seed=seed + 70 + rep)
+            timed("start", starts)
+            store_decisions()
+            timed("end", ends)
+    return rates
 
 
 def run(kind: str, scale: float) -> list[Result]:
@@ -131,7 +167,10 @@ def run(kind: str, scale: float) -> list[Result]:
     results = []
     for server_kind in common.SERVERS:
         with common.serve(server_kind, env) as server:
-            api, noop, floor, alone = _timed_rounds(server, key, per_client, reps, seed=100 + 10 * len(server_kind))
+            rates = _timed_rounds(server, key, per_client, reps, seed=100 + 10 * len(server_kind),
+                                  events=("decision", "outcome", *(("start", "end") if
+                                                                   server_kind == common.PRODUCTION_SERVER else ())))
+        api, noop, floor, alone = rates["decision"], rates["noop"], rates["floor"], rates["outcome"]
         results.append(Result("events", kind, f"POST decision, {server_kind}", "req/s", api,
                               baseline="no-op JSON", baseline_values=noop,
                               checks=common.server_checks(server_kind, [Check("ratio", ">=", 0.60)]),
@@ -142,6 +181,14 @@ def run(kind: str, scale: float) -> list[Result]:
                               checks=common.server_checks(server_kind, [Check("ratio", ">=", 0.60)]),
                               note=common.server_note(server_kind, "each decision's outcome in a request of its own, "
                                                                    "the decisions stored before (untimed)")))
+        if "start" in rates:  # the production server's only: what the targets are for
+            for name, label, what in (("start", "POST run start", "each run's start"),
+                                      ("end", "POST run end", f"each run's end ({RUN_DECISIONS} decisions each, "
+                                                              "stored before, untimed)")):
+                results.append(Result("events", kind, f"{label}, {server_kind}", "req/s", rates[name],
+                                      baseline="no-op JSON", baseline_values=noop,
+                                      checks=[Check("ratio", ">=", 0.60)],
+                                      note=f"{what} in a request of its own, {per_client * CLIENTS} runs"))
         results.append(Result("events", kind, f"one INSERT per request (floor), {server_kind}", "req/s", floor,
                               baseline="no-op JSON", baseline_values=noop,
                               note="no target: the floor of any one-event request, committed as ours are"
@@ -165,7 +212,8 @@ def _waiting_for_the_disk(env: dict[str, str], key: str, per_client: int, reps: 
             # the setting did not reach the server: these rows would say what is not so
             raise RuntimeError("the server's one-event decisions do not wait for the disk: "
                                "API_ONE_EVENT_ASYNC_COMMIT=0 did not reach it")
-        api, noop, floor, _ = _timed_rounds(server, key, per_client, max(2, reps - 2), seed=300, outcomes=False)
+        rates = _timed_rounds(server, key, per_client, max(2, reps - 2), seed=300, events=("decision",))
+    api, noop, floor = rates["decision"], rates["noop"], rates["floor"]
     note = ("no target: API_ONE_EVENT_ASYNC_COMMIT=0, each one-event commit waits for its WAL to reach the "
             "disk (the floor's too); what that costs against the default above")
     return [Result("events", "postgres", f"POST decision, {server_kind}, commits waiting for the disk", "req/s",

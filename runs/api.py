@@ -13,13 +13,14 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from functools import wraps
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.http import HttpResponse
 from django.db.models import Q
 from ninja import Query, Router, Schema
 from ninja.errors import HttpError
+from ninja.responses import NinjaJSONEncoder
 from ninja.responses import Status
 from pydantic import Field
 
@@ -38,6 +39,7 @@ from .schemas import (
 
 router = Router(tags=["runs"])
 
+T = TypeVar("T")
 ERRORS = {400: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut, 503: ErrorOut}
 
 
@@ -127,17 +129,23 @@ def _append(run_id: str, payload: DecisionIn, bearer: BearerKey) -> HttpResponse
     return _stored_first(lambda: ingest.append_decision(run_id, payload, bearer.credentials()), bearer)
 
 
-def _stored_first(store: Callable[[], dict | None], bearer: BearerKey) -> HttpResponse | None:
-    """What `store` stored, answered 201, or None when it stored nothing, also when the database refused it
-    for conflicting writes: the full path answers then."""
+def _stored_first(store: Callable[[], Any], bearer: BearerKey,
+                  render: Callable[[Any], str] = json.dumps) -> HttpResponse | None:
+    """What `store` stored, answered 201 (`render` writes its JSON), or None when it stored nothing, also
+    when the database refused it for conflicting writes: the full path answers then."""
     try:
-        answer = store()
+        stored = store()
     except ingest.Busy:
         return None
-    if answer is None:
+    if stored is None:
         return None
     bearer.note_use()
-    return _json_answer(answer, 201)
+    return _json_response(render(stored), 201)
+
+
+def _run_summary(run: Run) -> str:
+    """A `RunSummaryOut`'s JSON as ninja renders it (its encoder writes times to the millisecond)."""
+    return json.dumps(RunSummaryOut.from_orm(run).model_dump(), cls=NinjaJSONEncoder)
 
 
 def _seen_bearer(request) -> BearerKey | None:
@@ -163,6 +171,21 @@ def appending_first(view: Callable) -> Callable:
             if (answer := _append(run_id, payload, bearer)) is not None:
                 return answer
         return view(request, run_id=run_id)
+    return first
+
+
+def starting_first(view: Callable) -> Callable:
+    """Wraps ninja's view of `POST /runs` as `appending_first` wraps the decisions': a new run, with a key
+    this process has found valid before, is stored by one statement that also checks the key
+    (`ingest.start_new_run`); anything else (a replayed or conflicting start) goes on to ninja's view."""
+    @wraps(view)
+    def first(request):
+        if request.method == "POST" and (bearer := _seen_bearer(request)) is not None and (
+                payload := _plain(RunStartIn, request.body)) is not None:
+            if (answer := _stored_first(lambda: ingest.start_new_run(payload, bearer.credentials()), bearer,
+                                        _run_summary)) is not None:
+                return answer
+        return view(request)
     return first
 
 
@@ -202,7 +225,8 @@ def or_the_run_named_by_the_whole_path(view: Callable, run_view: Callable) -> Ca
 
 RUNS_IN_PATH = "/runs/"
 FIRST = {"runs/<path:run_id>/decisions": appending_first,  # route -> what wraps ninja's view of it
-         "runs/<path:run_id>/decisions/<decision_id>/outcome": outcome_first}
+         "runs/<path:run_id>/decisions/<decision_id>/outcome": outcome_first,
+         "runs": starting_first}
 _RUN = "runs/<path:run_id>"
 
 
@@ -226,11 +250,15 @@ def adapted_urls(patterns: list) -> list:
 def _json_answer(answer: dict, status: int) -> HttpResponse:
     """Rendered as ninja renders a DecisionOut or an ErrorOut (the schema still documents them), without
     validating the answer built right there."""
-    return HttpResponse(json.dumps(answer), status=status, content_type="application/json; charset=utf-8")
+    return _json_response(json.dumps(answer), status)
 
 
-def _plain(schema: type[DecisionIn] | type[OutcomeIn], body: bytes) -> DecisionIn | OutcomeIn | None:
-    """A decision's (or an outcome's) request body, validated in one pydantic-core call, when it provably
+def _json_response(content: str, status: int) -> HttpResponse:
+    return HttpResponse(content, status=status, content_type="application/json; charset=utf-8")
+
+
+def _plain(schema: type[T], body: bytes) -> T | None:
+    """A one-event request's body (a decision, an outcome, a run start), validated in one pydantic-core call, when it provably
     holds nothing the storable checks refuse (`storable_json`) and is valid; else None, and
     `ingest.validate` words every error of the parsed body."""
     try:

@@ -165,6 +165,78 @@ def start_run(data: Any) -> tuple[Run, bool]:
         return run, False
 
 
+_START_PLANS: dict[tuple[str, bool, bool], tuple[tuple[str, ...], list]] = {}
+
+
+@retrying_conflicts
+def start_new_run(payload: RunStartIn, key: tuple[str, str, str] | None = None) -> Run | None:
+    """A run that does not exist yet, stored with its goal's count for the day in the fewest statements the
+    database allows, as `append_decision` stores a new decision (with `key`, only if an active API key
+    matches; on PostgreSQL committed without waiting for the disk while `API_ONE_EVENT_ASYNC_COMMIT` is
+    on): the stored run, or None, with nothing stored, when a run with its id exists (a replayed or a
+    conflicting start) or the key does not match: `start_run` answers every case.
+
+    - PostgreSQL: one autocommitted statement: INSERT ... ON CONFLICT DO NOTHING, and the day's count
+      (`rollups.day_upsert`) for the row it inserted.
+    - SQLite: one IMMEDIATE transaction with the same two statements.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor not in ("postgresql", "sqlite"):
+        return None
+    now = timezone.now()
+    run = Run(run_id=payload.id, status=payload.status.value, goal_id=payload.goal_id,
+              goal_description=payload.goal_description, input_data=payload.input_data, extra=payload.extras(),
+              started_at=payload.started_at if payload.started_at is not None else now, created_at=now,
+              updated_at=now)
+    unsynced = settings.API_ONE_EVENT_ASYNC_COMMIT and not connection.in_atomic_block
+    plan, writers = _start_plan(connection, checked=key is not None, unsynced=unsynced)
+    values = [write(getattr(run, attname)) for attname, write in writers]
+    day = [run.goal_id, connection.ops.adapt_datefield_value(rollups.utc_day(run.started_at)),
+           *rollups.status_delta(run.status)]
+    key = _key_params(connection, key)
+    if connection.vendor == "sqlite":
+        with rawsql.immediate_transaction(connection):
+            with rawsql.cursor(connection, plan[0], [*values, *key]) as cursor:
+                found = cursor.fetchone()
+            if found is None:
+                return None
+            with rawsql.cursor(connection, plan[1], day):
+                pass
+    else:
+        with rawsql.cursor(connection, plan[0], [*values, *key, *day]) as cursor:
+            found = cursor.fetchone()
+        if found is None:
+            return None
+    run.pk = found[0]
+    run._state.adding = False
+    return run
+
+
+def _start_plan(connection, *, checked: bool, unsynced: bool) -> tuple[tuple[str, ...], list]:
+    """The statements of `start_new_run` for `connection`'s database, built once, and each column's
+    (attribute, writer) in the order of their parameters."""
+    unsynced = unsynced and connection.vendor == "postgresql"
+    if (plan := _START_PLANS.get((connection.vendor, checked, unsynced))) is not None:
+        return plan
+    quote = connection.ops.quote_name
+    fields = [field for field in Run._meta.concrete_fields if not field.primary_key]
+    runs, pk = quote(Run._meta.db_table), quote(Run._meta.pk.column)
+    insert = f"INSERT INTO {runs} ({', '.join(quote(field.column) for field in fields)}) "
+    key_check = f"EXISTS ({_active_key(connection)})" if checked else "1 = 1"  # SQLite: the SELECT needs a WHERE
+    new = f"WHERE {key_check} ON CONFLICT ({quote(Run._meta.get_field('run_id').column)}) DO NOTHING RETURNING {pk}"
+    if connection.vendor == "sqlite":
+        statements = (f"{insert}SELECT {', '.join(['%s'] * len(fields))} {new}", rollups.day_upsert())
+    else:
+        values = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields)
+        day = rollups.day_upsert("SELECT CAST(%s AS varchar), CAST(%s AS date), "
+                                 f"{', '.join(['CAST(%s AS integer)'] * len(rollups.COLUMNS))} FROM new")
+        statements = (f"WITH {_unsynced_cte(unsynced)}new AS ({insert}SELECT {values} {new}), day AS ({day}) "
+                      f"SELECT new.{pk} FROM new{', unsynced' if unsynced else ''}",)
+    plan = _START_PLANS[(connection.vendor, checked, unsynced)] = (
+        statements, [(field.attname, _column_writer(field, connection)) for field in fields])
+    return plan
+
+
 @retrying_conflicts
 def end_run(run_id: str, data: Any) -> tuple[Run, bool]:
     payload = validate(RunEndIn, data, "run end")
@@ -382,12 +454,10 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     unsynced = unsynced and not connection.in_atomic_block
     node_id, plan = row["node_id"], _append_plan(connection, checked=key is not None, unsynced=unsynced)
-    if key is not None:
-        key = (key[0], key[1], connection.ops.adapt_json_value([key[2]], None)
-               if connection.vendor == "postgresql" else key[2])
+    key = _key_params(connection, key)
     if connection.vendor == "sqlite":
         with rawsql.immediate_transaction(connection):
-            with rawsql.cursor(connection, plan[0], [*values, run_id, *(key or ()), seq]) as cursor:
+            with rawsql.cursor(connection, plan[0], [*values, run_id, *key, seq]) as cursor:
                 found = cursor.fetchone()
             if found is None:
                 return None
@@ -395,7 +465,7 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
                 pass
         return seq
     nodes = connection.ops.adapt_json_value([node_id], None)
-    with rawsql.cursor(connection, plan[0], [*(key or ()), run_id, *values, seq, now, *added, nodes, nodes]) as cursor:
+    with rawsql.cursor(connection, plan[0], [*key, run_id, *values, seq, now, *added, nodes, nodes]) as cursor:
         found = cursor.fetchone()
     if found is None:
         return None
@@ -421,22 +491,40 @@ def _run_lock(connection, *, checked: bool, unsynced: bool, also: str = "") -> d
     last FROM joins so that the `unsynced` CTE is evaluated (its commit not waiting for the disk). On
     SQLite, `found`: the same run found and checked, as the condition after a WHERE."""
     quote = connection.ops.quote_name
-    runs, keys = quote(Run._meta.db_table), quote(ApiKey._meta.db_table)
+    runs = quote(Run._meta.db_table)
     run_pk, run_id, pending = (quote(Run._meta.get_field(name).column) for name in ("id", "run_id", "pattern_pending"))
-    key_column = {name: quote(ApiKey._meta.get_field(name).column) for name in ("lookup", "digest", "revoked_at", "scopes")}
-    key_matches = (f"k.{key_column['lookup']} = %s AND k.{key_column['digest']} = %s "
-                   f"AND k.{key_column['revoked_at']} IS NULL AND ")
     where = f"WHERE r.{run_id} = %s AND r.{pending}{also}"
     if connection.vendor == "sqlite":
-        key_check = (f" AND EXISTS (SELECT 1 FROM {keys} k WHERE {key_matches}EXISTS "
-                     f"(SELECT 1 FROM json_each(k.{key_column['scopes']}) s WHERE s.value = %s))") if checked else ""
+        key_check = f" AND EXISTS ({_active_key(connection)})" if checked else ""
         return {"found": f"SELECT r.{run_pk} FROM {runs} r {where}{key_check}"}
-    key_cte = (f"WITH key AS (SELECT 1 FROM {keys} k WHERE {key_matches}"
-               f"k.{key_column['scopes']} @> CAST(%s AS jsonb)), ") if checked else "WITH "
-    unsynced_cte = f"unsynced AS ({NOT_WAITING_FOR_THE_DISK}), " if unsynced else ""  # joined below: evaluated
+    key_cte = f"WITH key AS ({_active_key(connection)}), " if checked else "WITH "
+    unsynced_cte = _unsynced_cte(unsynced)
     return {"locked": f"{key_cte}{unsynced_cte}locked AS (SELECT r.{run_pk} FROM {runs} r {where}"
                       f"{' AND EXISTS (SELECT 1 FROM key)' if checked else ''} FOR UPDATE OF r)",
             "join": ", unsynced" if unsynced else ""}
+
+
+def _active_key(connection) -> str:
+    """A query with a row when an active API key matches (lookup, digest, scope: parameters)."""
+    quote = connection.ops.quote_name
+    column = {name: quote(ApiKey._meta.get_field(name).column) for name in ("lookup", "digest", "revoked_at", "scopes")}
+    scope = (f"EXISTS (SELECT 1 FROM json_each(k.{column['scopes']}) s WHERE s.value = %s)"
+             if connection.vendor == "sqlite" else f"k.{column['scopes']} @> CAST(%s AS jsonb)")
+    return (f"SELECT 1 FROM {quote(ApiKey._meta.db_table)} k WHERE k.{column['lookup']} = %s "
+            f"AND k.{column['digest']} = %s AND k.{column['revoked_at']} IS NULL AND {scope}")
+
+
+def _unsynced_cte(unsynced: bool) -> str:
+    """PostgreSQL: the WITH item that keeps the statement's own commit from waiting for the disk (it must
+    be joined by the statement to be evaluated)."""
+    return f"unsynced AS ({NOT_WAITING_FOR_THE_DISK}), " if unsynced else ""
+
+
+def _key_params(connection, key: tuple[str, str, str] | None) -> tuple:
+    """`_active_key`'s parameters for `key` (lookup, digest, scope): none without one."""
+    if key is None:
+        return ()
+    return key[0], key[1], connection.ops.adapt_json_value([key[2]], None) if connection.vendor == "postgresql" else key[2]
 
 
 def _append_plan(connection, *, checked: bool, unsynced: bool = False) -> tuple[str, ...]:
@@ -528,19 +616,17 @@ def record_first_outcome(run_id: str, decision_id: str, payload: OutcomeIn,
     values = [write(fields[name]) for name, write in writers]
     added = _contribution(payload.success, payload.tokens_used, payload.latency_ms)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    if key is not None:
-        key = (key[0], key[1], connection.ops.adapt_json_value([key[2]], None)
-               if connection.vendor == "postgresql" else key[2])
+    key = _key_params(connection, key)
     if connection.vendor == "sqlite":
         with rawsql.immediate_transaction(connection):
-            with rawsql.cursor(connection, plan[0], [*values, decision_id, run_id, *(key or ())]) as cursor:
+            with rawsql.cursor(connection, plan[0], [*values, decision_id, run_id, *key]) as cursor:
                 found = cursor.fetchone()
             if found is None:
                 return None
             with rawsql.cursor(connection, plan[1], [now, *added, found[0]]):
                 pass
     else:
-        with rawsql.cursor(connection, plan[0], [*(key or ()), run_id, *values, decision_id, now, *added]) as cursor:
+        with rawsql.cursor(connection, plan[0], [*key, run_id, *values, decision_id, now, *added]) as cursor:
             found = cursor.fetchone()
         if found is None:
             return None

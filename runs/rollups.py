@@ -44,6 +44,11 @@ def _delta(status: str | None, sign: int) -> list[int]:
     return delta
 
 
+def status_delta(status: str) -> list[int]:
+    """What a new run with `status` adds to its day's `COLUMNS`."""
+    return _delta(status, 1)
+
+
 def record_status_change(goal_id: str, started_at: datetime, old_status: str | None, new_status: str | None) -> None:
     """Count a run moving from `old_status` to `new_status` (None: it did not exist / no longer exists)."""
     if old_status == new_status:
@@ -52,18 +57,22 @@ def record_status_change(goal_id: str, started_at: datetime, old_status: str | N
     _apply({(goal_id, utc_day(started_at)): delta})
 
 
-def _apply(deltas: dict[tuple[str, date], list[int]]) -> None:
+def day_upsert(source: str = "VALUES (%s, %s, %s, %s, %s, %s)") -> str:
+    """The statement that adds a delta (goal_id, day, then `COLUMNS`) to its day's counts: `source` gives
+    the row, as a VALUES list or a SELECT."""
     from .models import GoalDay
 
     table = connection.ops.quote_name(GoalDay._meta.db_table)
-    columns = ", ".join(COLUMNS)
     updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in COLUMNS)
-    sql = (f"INSERT INTO {table} (goal_id, day, {columns}) VALUES (%s, %s, %s, %s, %s, %s) "
-           f"ON CONFLICT (goal_id, day) DO UPDATE SET {updates}")
+    return (f"INSERT INTO {table} (goal_id, day, {', '.join(COLUMNS)}) {source} "
+            f"ON CONFLICT (goal_id, day) DO UPDATE SET {updates}")
+
+
+def _apply(deltas: dict[tuple[str, date], list[int]]) -> None:
     params = [(goal_id, day, *delta) for (goal_id, day), delta in sorted(deltas.items()) if any(delta)]
     if params:
         with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
+            cursor.executemany(day_upsert(), params)
 
 
 def recount(run_model) -> dict[tuple[str, date], tuple[int, int, int, int]]:

@@ -3,9 +3,9 @@
 
 import pytest
 
-from runs import ingest
-from runs.models import Run
-from runs.schemas import OutcomeIn
+from runs import ingest, rollups
+from runs.models import GoalDay, Run
+from runs.schemas import OutcomeIn, RunStartIn
 
 from tests.concurrency import in_threads, race_on_one_run, raced_counters
 
@@ -24,6 +24,26 @@ def test_the_same_run_started_by_racing_writers_is_created_once():
     assert in_threads(4, lambda index: results.append(ingest.start_run({"id": "race", "goal_id": "g"})[1])) == []
     assert sorted(results) == [False, False, False, True]
     assert Run.objects.filter(run_id="race").count() == 1
+
+
+def test_runs_started_by_racing_one_event_requests_are_each_created_once():
+    """As the API starts a run: the one statement first (`start_new_run`), the full path when it stores
+    nothing. 4 writers start the same 20 runs at once: each is created once, and the goal's day counts
+    equal a recount."""
+    created = []
+
+    def work(index):
+        for n in range(20):
+            body = {"id": f"race-{n}", "goal_id": "g", "started_at": f"2024-05-0{1 + n % 3}T10:00:00"}
+            if ingest.start_new_run(RunStartIn.model_validate(body)) is not None:
+                created.append(n)
+            elif ingest.start_run(body)[1]:
+                created.append(n)
+
+    assert in_threads(4, work) == []
+    assert sorted(created) == list(range(20))
+    assert Run.objects.count() == 20
+    assert rollups.stored(GoalDay) == rollups.recount(Run)
 
 
 def test_interleaved_writers_keep_the_runs_nodes_in_decision_order():

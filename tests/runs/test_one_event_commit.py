@@ -1,4 +1,4 @@
-"""PostgreSQL: a decision, or a decision's first outcome, reported one per request is answered without its
+"""PostgreSQL: a decision, a decision's first outcome or a new run, reported one per request, is answered without its
 commit waiting for the disk (`API_ONE_EVENT_ASYNC_COMMIT`, on by default), and only they: the SDK's batches
 and every other write still wait, and a caller's own transaction is never changed. What each commit did is
 read where PostgreSQL decides it, in the writing transaction: a trigger, made for these tests, copies
@@ -19,7 +19,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def commit_modes(transactional_db):
-    """decision id -> the `synchronous_commit` its last writing transaction committed with."""
+    """decision id (or "run " and a run id) -> the `synchronous_commit` its last writing transaction
+    committed with."""
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE test_commit_mode (decision_id text PRIMARY KEY, mode text)")
         cursor.execute("CREATE FUNCTION test_note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
@@ -28,6 +29,11 @@ def commit_modes(transactional_db):
                        "RETURN NULL; END $$")
         cursor.execute("CREATE TRIGGER test_note_commit_mode AFTER INSERT OR UPDATE ON runs_decision "
                        "FOR EACH ROW EXECUTE FUNCTION test_note_commit_mode()")
+        cursor.execute("CREATE FUNCTION test_note_run_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                       "INSERT INTO test_commit_mode VALUES ('run ' || NEW.run_id, current_setting('synchronous_commit')); "
+                       "RETURN NULL; END $$")
+        cursor.execute("CREATE TRIGGER test_note_run_commit_mode AFTER INSERT ON runs_run "
+                       "FOR EACH ROW EXECUTE FUNCTION test_note_run_commit_mode()")
 
     def modes() -> dict[str, str]:
         with connection.cursor() as cursor:
@@ -36,6 +42,8 @@ def commit_modes(transactional_db):
     yield modes
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER test_note_commit_mode ON runs_decision")
+        cursor.execute("DROP TRIGGER test_note_run_commit_mode ON runs_run")
+        cursor.execute("DROP FUNCTION test_note_run_commit_mode()")
         cursor.execute("DROP FUNCTION test_note_commit_mode()")
         cursor.execute("DROP TABLE test_commit_mode")
 
@@ -70,7 +78,8 @@ def test_one_event_decisions_commit_without_waiting_for_the_disk_and_batches_sti
         assert _post(agent, "/api/v1/runs/r/decisions", _decision(seq))["seq"] == seq
     _post(agent, "/api/v1/batch", {"events": [
         {"type": "decision", "run_id": "r", "decision_id": f"dec_{seq}", "body": _decision(seq)} for seq in (3, 4)]})
-    assert commit_modes() == {"dec_0": "off", "dec_1": "off", "dec_2": "off", "dec_3": "on", "dec_4": "on"}
+    assert commit_modes() == {"run r": "on", "dec_0": "off", "dec_1": "off", "dec_2": "off", "dec_3": "on",
+                              "dec_4": "on"}  # the run: started before this process had seen the key
     assert _session_mode() == "on"  # held for the one transaction only: the next write on it waits again
     assert Run.objects.get(run_id="r").decision_count == 5  # stored, counted and readable on answering
 
@@ -80,7 +89,7 @@ def test_with_the_setting_off_one_event_decisions_wait_for_the_disk(agent, commi
     _post(agent, "/api/v1/runs", {"id": "r", "goal_id": "g"})
     for seq in range(2):
         _post(agent, "/api/v1/runs/r/decisions", _decision(seq))
-    assert commit_modes() == {"dec_0": "on", "dec_1": "on"}
+    assert commit_modes() == {"run r": "on", "dec_0": "on", "dec_1": "on"}
 
 
 def test_a_callers_transaction_keeps_its_own_commit(commit_modes):
@@ -90,7 +99,7 @@ def test_a_callers_transaction_keeps_its_own_commit(commit_modes):
     with transaction.atomic():
         stored = ingest.append_decision("r", DecisionIn.model_validate(_decision(0)), bearer.credentials())
     assert stored is not None and stored["seq"] == 0
-    assert commit_modes() == {"dec_0": "on"}
+    assert commit_modes() == {"run r": "on", "dec_0": "on"}
 
 
 def _put(client, path: str, body) -> dict:
@@ -107,10 +116,21 @@ def test_a_first_outcome_reported_alone_commits_as_one_event_decisions_do(agent,
     _post(agent, "/api/v1/batch", {"events": [  # stored waiting for the disk
         {"type": "decision", "run_id": "r", "decision_id": f"dec_{seq}", "body": {**_decision(seq), "outcome": None}}
         for seq in (0, 1)]})
-    assert commit_modes() == {"dec_0": "on", "dec_1": "on"}
+    assert commit_modes() == {"run r": "on", "dec_0": "on", "dec_1": "on"}
     assert _put(agent, "/api/v1/runs/r/decisions/dec_0/outcome", {"success": False})["outcome_success"] is False
     _put(agent, "/api/v1/runs/r/decisions/dec_1/outcome", {"success": True})
     _put(agent, "/api/v1/runs/r/decisions/dec_1/outcome", {"success": False})  # a replacement: the full path
-    assert commit_modes() == {"dec_0": mode, "dec_1": "on"}
+    assert commit_modes() == {"run r": "on", "dec_0": mode, "dec_1": "on"}
     assert _session_mode() == "on"
     assert Run.objects.values_list("success_count", "failure_count").get(run_id="r") == (0, 2)
+
+
+@pytest.mark.parametrize("async_commit, mode", [(True, "off"), (False, "on")])
+def test_a_run_started_alone_commits_as_one_event_decisions_do(agent, commit_modes, settings, async_commit, mode):
+    settings.API_ONE_EVENT_ASYNC_COMMIT = async_commit
+    _post(agent, "/api/v1/runs", {"id": "first", "goal_id": "g"})  # the key is found valid: then the shortcut
+    _post(agent, "/api/v1/runs", {"id": "second", "goal_id": "g"})
+    _post(agent, "/api/v1/batch", {"events": [{"type": "run_start", "run_id": "batched", "body": {"id": "batched",
+                                                                                              "goal_id": "g"}}]})
+    assert commit_modes() == {"run first": "on", "run second": mode, "run batched": "on"}
+    assert _session_mode() == "on"

@@ -38,15 +38,18 @@ def test_the_key_lookup_and_the_append_are_prepared_once_and_reused(api_client):
     assert Run.objects.get(run_id="prepared").decision_count == 6
 
 
-def test_first_outcomes_reported_alone_are_stored_by_one_prepared_statement(api_client):
-    assert api_client.post("/api/v1/runs", json.dumps({"id": "outcomes", "goal_id": "g"}),
-                           content_type="application/json").status_code == 201
+def test_first_outcomes_and_new_runs_reported_alone_are_stored_by_prepared_statements(api_client):
+    for run_id in ("other", "outcomes"):
+        assert api_client.post("/api/v1/runs", json.dumps({"id": run_id, "goal_id": "g"}),
+                               content_type="application/json").status_code == 201
     for seq in range(6):
         assert api_client.post("/api/v1/runs/outcomes/decisions", json.dumps(
             {"id": f"dec_{seq}", "node_id": "n", "intent": "x"}), content_type="application/json").status_code == 201
         answer = api_client.put(f"/api/v1/runs/outcomes/decisions/dec_{seq}/outcome", json.dumps(
             {"success": seq % 3 > 0, "tokens_used": seq}), content_type="application/json")
         assert answer.status_code == 201, answer.content
+    starts = [sql for sql in _prepared() if "new AS" in sql]
+    assert len(starts) == 1 and "runs_apikey" in starts[0], _prepared()  # a second run started: the statement
     outcomes = [sql for sql in _prepared() if "outcome AS" in sql]
     assert len(outcomes) == 1, _prepared()
     assert "runs_apikey" in outcomes[0]  # the key is checked in the statement that stores the outcome
