@@ -1,8 +1,8 @@
 """2. Per-event ingestion: one event per request, as a plain HTTP client without the SDK reports it,
 against a no-op JSON endpoint in the same server (bench/urls.py). Target: >= 60 % of the no-op's req/s,
 for each event such a client reports: per step a decision (its outcome inline, as a client that knows it
-reports it) and an outcome alone (PUT .../outcome, for a decision stored before); per run its start and
-its end (the production server only).
+reports it) and an outcome alone (PUT .../outcome, for a decision stored before); per run its start, a
+problem and its end (the production server only).
 
 Also measured, without a target: the floor of any one-event request, an endpoint that stores the body with
 one committed INSERT into a one-index table (bench/urls.py), committed as the dashboard commits one-event
@@ -79,10 +79,11 @@ def _outcome_requests(server, key: str, per_client: int, seed: int) -> list[list
 RUN_DECISIONS = 2  # decisions (with outcomes) in each run of the run start / run end rows
 
 
-def _run_requests(server, key: str, per_client: int, seed: int) -> tuple[list, Callable[[], None], list]:
+def _run_requests(server, key: str, per_client: int, seed: int) -> tuple[list, list, Callable[[], None], list]:
     """Per client, `per_client` runs as the SDK reports them (`RUN_DECISIONS` decisions with outcomes
-    each): their starts, one per request; what stores their decisions (in batches, untimed); then their
-    ends, one per request (each folds its run's decisions into the pattern groups)."""
+    each): their starts, one per request; a problem for each, one per request; what stores their
+    decisions (in batches, untimed); then their ends, one per request (each folds its run's decisions
+    into the pattern groups)."""
     headers = {"Authorization": f"Bearer {key}"}
     runs = data.sdk_runs(CLIENTS * per_client, RUN_DECISIONS, seed=seed)
 
@@ -103,7 +104,12 @@ def _run_requests(server, key: str, per_client: int, seed: int) -> tuple[list, C
             status, reply = common.request("POST", server.url + "/api/v1/batch", {"events": batch}, headers)
             if status != 207 or json.loads(reply)["errors"]:
                 raise RuntimeError(f"decisions refused: {status} {reply[:300]!r}")
-    return jobs("run_start", "/api/v1/runs"), store_decisions, jobs("run_end", "/api/v1/runs/{run_id}/end")
+    problems = [[posting(f"/api/v1/runs/{run[0]['run_id']}/problems", {
+        "id": "prob_0", "severity": "high", "description": "Tool call timed out after 3 retries",
+        "decision_id": "dec_0", "root_cause": "upstream rate limit"}) for run in runs[client::CLIENTS]]
+        for client in range(CLIENTS)]
+    return (jobs("run_start", "/api/v1/runs"), problems, store_decisions,
+            jobs("run_end", "/api/v1/runs/{run_id}/end"))
 
 
 def _plain_requests(server, path: str, per_client: int, seed: int) -> list[list]:
@@ -136,7 +142,7 @@ WAITING_FOR_THE_DISK = {"API_ONE_EVENT_ASYNC_COMMIT": "0"}
 def _timed_rounds(server, key: str, per_client: int, reps: int, seed: int, *,
                   events: tuple[str, ...] = ("decision", "outcome")) -> dict[str, list[float]]:
     """Requests per second of the no-op, the floor and each of `events` one per request (decision,
-    outcome, start, end), `reps` times each in turn: {name: one value per repetition}."""
+    outcome; start with problem and end), `reps` times each in turn: {name: one value per repetition}."""
     rates: dict[str, list[float]] = {name: [] for name in ("noop", "floor", *events)}
 
     def timed(name: str, jobs: list[list]) -> None:
@@ -151,8 +157,9 @@ def _timed_rounds(server, key: str, per_client: int, reps: int, seed: int, *,
         if "outcome" in events:
             timed("outcome", _outcome_requests(server, key, per_client, seed=seed + 50 + rep))
         if "start" in events:
-            starts, store_decisions, ends = _run_requests(server, key, per_client, seed=seed + 70 + rep)
+            starts, problems, store_decisions, ends = _run_requests(server, key, per_client, seed=seed + 70 + rep)
             timed("start", starts)
+            timed("problem", problems)
             store_decisions()
             timed("end", ends)
     return rates
@@ -168,7 +175,7 @@ def run(kind: str, scale: float) -> list[Result]:
     for server_kind in common.SERVERS:
         with common.serve(server_kind, env) as server:
             rates = _timed_rounds(server, key, per_client, reps, seed=100 + 10 * len(server_kind),
-                                  events=("decision", "outcome", *(("start", "end") if
+                                  events=("decision", "outcome", *(("start", "problem", "end") if
                                                                    server_kind == common.PRODUCTION_SERVER else ())))
         api, noop, floor, alone = rates["decision"], rates["noop"], rates["floor"], rates["outcome"]
         results.append(Result("events", kind, f"POST decision, {server_kind}", "req/s", api,
@@ -183,6 +190,7 @@ def run(kind: str, scale: float) -> list[Result]:
                                                                    "the decisions stored before (untimed)")))
         if "start" in rates:  # the production server's only: what the targets are for
             for name, label, what in (("start", "POST run start", "each run's start"),
+                                      ("problem", "POST problem", "a problem of each run"),
                                       ("end", "POST run end", f"each run's end ({RUN_DECISIONS} decisions each, "
                                                               "stored before, untimed)")):
                 results.append(Result("events", kind, f"{label}, {server_kind}", "req/s", rates[name],

@@ -266,12 +266,13 @@ API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 6000, minimum=0
 API_RATE_LIMIT_WINDOW_SECONDS = env_int("API_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
 API_AUTH_FAILURES_PER_MINUTE = env_int("API_AUTH_FAILURES_PER_MINUTE", 60, minimum=0)
 
-# PostgreSQL: a new run, a decision and a decision's first outcome, each reported alone (POST /api/v1/runs,
-# POST /api/v1/runs/{run_id}/decisions, PUT .../decisions/{decision_id}/outcome), are answered once stored and
-# readable, without waiting for their commit to reach the disk (synchronous_commit=off for that one
-# transaction). A crash of PostgreSQL itself (not of the dashboard) can then lose the last ones answered
-# so, up to 3 x wal_writer_delay (0.6 s by default), never half of one; the SDK's batches, and every other
-# write, wait for the disk as before (README, "The API"). 0: they wait too.
+# PostgreSQL: a new run, a decision, a decision's first outcome and a new problem, each reported alone
+# (POST /api/v1/runs, POST .../decisions, PUT .../decisions/{decision_id}/outcome, POST .../problems), are
+# answered once stored and readable, without waiting for their commit to reach the disk
+# (synchronous_commit=off for that one transaction). A crash of PostgreSQL itself (not of the dashboard)
+# can then lose the last ones answered so, up to 3 x wal_writer_delay (0.6 s by default), never half of
+# one; the SDK's batches, and every other write (a run's end too), wait for the disk as before (README,
+# "The API"). 0: they wait too.
 API_ONE_EVENT_ASYNC_COMMIT = env_bool("API_ONE_EVENT_ASYNC_COMMIT", True)
 
 

@@ -196,6 +196,21 @@ def starting_first(view: Callable) -> Callable:
     return first
 
 
+def problem_first(view: Callable) -> Callable:
+    """Wraps ninja's view of `POST /runs/{run_id}/problems` as `appending_first` wraps the decisions': a
+    problem new to its run, with a key this process has found valid before, is stored by one statement
+    that also checks the key (`ingest.add_new_problem`); anything else goes on to ninja's view."""
+    @wraps(view)
+    def first(request, run_id: str):
+        if request.method == "POST" and (bearer := _seen_bearer(request)) is not None and (
+                payload := _plain(ProblemIn, request.body)) is not None:
+            if (answer := _stored_first(lambda: ingest.add_new_problem(run_id, payload, bearer.credentials()),
+                                        bearer)) is not None:
+                return answer
+        return view(request, run_id=run_id)
+    return first
+
+
 def outcome_first(view: Callable) -> Callable:
     """Wraps ninja's view of `PUT /runs/{run_id}/decisions/{decision_id}/outcome` as `appending_first`
     wraps the decisions': a decision's first outcome, with a key this process has found valid before, is
@@ -233,6 +248,7 @@ def or_the_run_named_by_the_whole_path(view: Callable, run_view: Callable) -> Ca
 RUNS_IN_PATH = "/runs/"
 FIRST = {"runs/<path:run_id>/decisions": appending_first,  # route -> what wraps ninja's view of it
          "runs/<path:run_id>/decisions/<decision_id>/outcome": outcome_first,
+         "runs/<path:run_id>/problems": problem_first,
          "runs": starting_first}
 _RUN = "runs/<path:run_id>"
 

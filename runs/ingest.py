@@ -483,23 +483,27 @@ def _renode_after_race(run_id: str, node_id: str) -> None:
         _bump_run(run, nodes_executed=_nodes_after_insert(run, node_id, later=True))
 
 
-def _run_lock(connection, *, checked: bool, unsynced: bool, also: str = "") -> dict[str, str]:
+def _run_lock(connection, *, checked: bool, unsynced: bool, also: str = "", pending: bool = True,
+              counted: tuple[str, ...] = ()) -> dict[str, str]:
     """The pieces the one-statement writes share: `locked`, on PostgreSQL the start of a WITH clause that
-    locks the run row found by its `run_id` (a parameter) while its decisions are not folded into the
-    pattern groups, plus the condition `also` (`r.` is the run), and with `checked` only when an active
-    API key matches (lookup, digest, scope: parameters before the run's id); `join`, what the statement's
-    last FROM joins so that the `unsynced` CTE is evaluated (its commit not waiting for the disk). On
-    SQLite, `found`: the same run found and checked, as the condition after a WHERE."""
+    locks the run row found by its `run_id` (a parameter), with `pending` only while its decisions are not
+    folded into the pattern groups, plus the condition `also` (`r.` is the run), and with `checked` only
+    when an active API key matches (lookup, digest, scope: parameters before the run's id); it holds the
+    run's `id` and the `counted` columns. `join`: what the statement's last FROM joins so that the
+    `unsynced` CTE is evaluated (its commit not waiting for the disk). On SQLite, `found`: the same run
+    found and checked, as a query."""
     quote = connection.ops.quote_name
     runs = quote(Run._meta.db_table)
-    run_pk, run_id, pending = (quote(Run._meta.get_field(name).column) for name in ("id", "run_id", "pattern_pending"))
-    where = f"WHERE r.{run_id} = %s AND r.{pending}{also}"
+    run_pk, run_id, pending_column = (quote(Run._meta.get_field(name).column)
+                                      for name in ("id", "run_id", "pattern_pending"))
+    where = f"WHERE r.{run_id} = %s{f' AND r.{pending_column}' if pending else ''}{also}"
+    selected = ", ".join(f"r.{quote(Run._meta.get_field(name).column)}" for name in ("id", *counted))
     if connection.vendor == "sqlite":
         key_check = f" AND EXISTS ({_active_key(connection)})" if checked else ""
-        return {"found": f"SELECT r.{run_pk} FROM {runs} r {where}{key_check}"}
+        return {"found": f"SELECT {selected} FROM {runs} r {where}{key_check}"}
     key_cte = f"WITH key AS ({_active_key(connection)}), " if checked else "WITH "
     unsynced_cte = _unsynced_cte(unsynced)
-    return {"locked": f"{key_cte}{unsynced_cte}locked AS (SELECT r.{run_pk} FROM {runs} r {where}"
+    return {"locked": f"{key_cte}{unsynced_cte}locked AS (SELECT {selected} FROM {runs} r {where}"
                       f"{' AND EXISTS (SELECT 1 FROM key)' if checked else ''} FOR UPDATE OF r)",
             "join": ", unsynced" if unsynced else ""}
 
@@ -754,6 +758,86 @@ def add_problem(run_id: str, data: Any) -> tuple[Problem, bool]:
         problem = Problem.objects.create(run=run, problem_id=payload.id, seq=seq, **fields)
         _bump_run(run, problem_count=F("problem_count") + 1)
         return problem, True
+
+
+_PROBLEM_PLANS: dict[tuple[str, bool, bool], tuple[tuple[str, ...], list]] = {}
+
+
+@retrying_conflicts
+def add_new_problem(run_id: str, payload: ProblemIn, key: tuple[str, str, str] | None = None) -> dict[str, Any] | None:
+    """A problem new to its run, stored with the run's count in the fewest statements the database allows,
+    as `append_decision` stores a new decision (with `key`, only if an active API key matches; on
+    PostgreSQL committed without waiting for the disk while `API_ONE_EVENT_ASYNC_COMMIT` is on): what the
+    API answers (201), or None, with nothing stored, when the run is unknown, the problem is there already
+    (a replay or a conflict) or the key does not match: `add_problem` answers every case.
+
+    - PostgreSQL: one autocommitted statement that locks the run row (its problem count gives the
+      position of an id that does not name one), INSERTs the problem and counts it.
+    - SQLite: one IMMEDIATE transaction with the INSERT ... SELECT and the count's UPDATE.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor not in ("postgresql", "sqlite"):
+        return None
+    fields = _problem_fields(payload)
+    fields["timestamp"] = payload.timestamp if payload.timestamp is not None else timezone.now()
+    fields["problem_id"] = payload.id
+    unsynced = settings.API_ONE_EVENT_ASYNC_COMMIT and not connection.in_atomic_block
+    plan, writers = _problem_plan(connection, checked=key is not None, unsynced=unsynced)
+    values = [write(fields[name]) for name, write in writers]
+    match = _PROB_N.fullmatch(payload.id)
+    seq = int(match.group(1)) if match else None  # else the run's problem count, read under its lock
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    key = _key_params(connection, key)
+    if connection.vendor == "sqlite":
+        with rawsql.immediate_transaction(connection):
+            with rawsql.cursor(connection, plan[0], [seq, *values, run_id, *key]) as cursor:
+                found = cursor.fetchone()
+            if found is None:
+                return None
+            with rawsql.cursor(connection, plan[1], [now, found[0]]):
+                pass
+    else:
+        with rawsql.cursor(connection, plan[0], [*key, run_id, seq, *values, now]) as cursor:
+            if cursor.fetchone() is None:
+                return None
+    return {"run_id": run_id, "problem_id": payload.id, "severity": fields["severity"],
+            "description": fields["description"], "decision_id": fields["decision_id"]}
+
+
+def _problem_plan(connection, *, checked: bool, unsynced: bool) -> tuple[tuple[str, ...], list]:
+    """The statements of `add_new_problem` for `connection`'s database, built once, and each column's
+    (field name, writer) after the run and the position, in the order of their parameters."""
+    unsynced = unsynced and connection.vendor == "postgresql"
+    if (plan := _PROBLEM_PLANS.get((connection.vendor, checked, unsynced))) is not None:
+        return plan
+    quote = connection.ops.quote_name
+    fields = [field for field in Problem._meta.concrete_fields if field.name not in ("id", "run", "seq")]
+    owner, position = (quote(Problem._meta.get_field(name).column) for name in ("run", "seq"))
+    column = {name: quote(Run._meta.get_field(name).column) for name in ("id", "problem_count", "updated_at")}
+    problems, runs = quote(Problem._meta.db_table), quote(Run._meta.db_table)
+    run = _run_lock(connection, checked=checked, unsynced=unsynced, pending=False, counted=("problem_count",))
+    insert = f"INSERT INTO {problems} ({owner}, {position}, {', '.join(quote(f.column) for f in fields)}) "
+    if connection.vendor == "sqlite":
+        statements = (
+            f"{insert}SELECT r.{column['id']}, COALESCE(%s, r.{column['problem_count']}), "
+            f"{', '.join(['%s'] * len(fields))} FROM ({run['found']}) r WHERE 1 = 1 "
+            f"ON CONFLICT DO NOTHING RETURNING {owner}",
+            f"UPDATE {runs} SET {column['problem_count']} = {column['problem_count']} + 1, "
+            f"{column['updated_at']} = %s WHERE {column['id']} = %s",
+        )
+    else:
+        values = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields)
+        statements = (
+            f"{run['locked']}, ins AS ({insert}SELECT r.{column['id']}, "
+            f"COALESCE(CAST(%s AS integer), r.{column['problem_count']}), {values} FROM locked r "
+            f"ON CONFLICT DO NOTHING RETURNING {owner}) "
+            f"UPDATE {runs} r SET {column['problem_count']} = r.{column['problem_count']} + 1, "
+            f"{column['updated_at']} = %s FROM ins{run['join']} WHERE r.{column['id']} = ins.{owner} "
+            f"RETURNING r.{column['id']}",
+        )
+    plan = _PROBLEM_PLANS[(connection.vendor, checked, unsynced)] = (
+        statements, [(field.name, _column_writer(field, connection)) for field in fields])
+    return plan
 
 
 # --- batches ---------------------------------------------------------------------------------------

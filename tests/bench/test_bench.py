@@ -102,7 +102,11 @@ def test_each_benchmark_piece_runs_at_a_tiny_scale(piece, tmp_path):
             assert {name.rsplit(", ", 1)[1]: bool(r["target"]) for name, r in rows.items()} == {
                 common.PRODUCTION_SERVER: True, **{s: False for s in common.SERVERS if s != common.PRODUCTION_SERVER}}
             assert all(r["ratio"] is not None and r["median"] > 0 for r in rows.values())
-    if piece == "events":
+    if piece == "events":  # every event a plain HTTP client sends one per request, on the production server
+        runs = {r["name"]: r for r in results if r["name"].startswith(("POST run start", "POST problem", "POST run end"))}
+        assert sorted(runs) == sorted(f"{name}, {common.PRODUCTION_SERVER}"
+                                      for name in ("POST run start", "POST problem", "POST run end"))
+        assert all(r["target"] and r["ratio"] > 0 for r in runs.values())
         floors = [r for r in results if r["name"].startswith("one INSERT per request")]
         assert len(floors) == len(common.SERVERS) and all(r["median"] > 0 and not r["target"] for r in floors)
         against = {r["name"]: r for r in results}[f"per-event against the floor, {common.PRODUCTION_SERVER}"]

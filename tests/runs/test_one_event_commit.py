@@ -1,8 +1,9 @@
-"""PostgreSQL: a decision, a decision's first outcome or a new run, reported one per request, is answered without its
-commit waiting for the disk (`API_ONE_EVENT_ASYNC_COMMIT`, on by default), and only they: the SDK's batches
-and every other write still wait, and a caller's own transaction is never changed. What each commit did is
-read where PostgreSQL decides it, in the writing transaction: a trigger, made for these tests, copies
-`synchronous_commit` as each stored (or updated) decision's transaction has it."""
+"""PostgreSQL: a decision, a decision's first outcome, a new run or a new problem, reported one per
+request, is answered without its commit waiting for the disk (`API_ONE_EVENT_ASYNC_COMMIT`, on by
+default), and only they: the SDK's batches and every other write still wait, and a caller's own
+transaction is never changed. What each commit did is read where PostgreSQL decides it, in the writing
+transaction: triggers, made for these tests, copy `synchronous_commit` as each stored (or updated) row's
+transaction has it."""
 
 import json
 
@@ -34,6 +35,11 @@ def commit_modes(transactional_db):
                        "RETURN NULL; END $$")
         cursor.execute("CREATE TRIGGER test_note_run_commit_mode AFTER INSERT ON runs_run "
                        "FOR EACH ROW EXECUTE FUNCTION test_note_run_commit_mode()")
+        cursor.execute("CREATE FUNCTION test_note_problem_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                       "INSERT INTO test_commit_mode VALUES ('problem ' || NEW.problem_id, "
+                       "current_setting('synchronous_commit')); RETURN NULL; END $$")
+        cursor.execute("CREATE TRIGGER test_note_problem_commit_mode AFTER INSERT ON runs_problem "
+                       "FOR EACH ROW EXECUTE FUNCTION test_note_problem_commit_mode()")
 
     def modes() -> dict[str, str]:
         with connection.cursor() as cursor:
@@ -43,6 +49,8 @@ def commit_modes(transactional_db):
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER test_note_commit_mode ON runs_decision")
         cursor.execute("DROP TRIGGER test_note_run_commit_mode ON runs_run")
+        cursor.execute("DROP TRIGGER test_note_problem_commit_mode ON runs_problem")
+        cursor.execute("DROP FUNCTION test_note_problem_commit_mode()")
         cursor.execute("DROP FUNCTION test_note_run_commit_mode()")
         cursor.execute("DROP FUNCTION test_note_commit_mode()")
         cursor.execute("DROP TABLE test_commit_mode")
@@ -126,11 +134,15 @@ def test_a_first_outcome_reported_alone_commits_as_one_event_decisions_do(agent,
 
 
 @pytest.mark.parametrize("async_commit, mode", [(True, "off"), (False, "on")])
-def test_a_run_started_alone_commits_as_one_event_decisions_do(agent, commit_modes, settings, async_commit, mode):
+def test_runs_and_problems_reported_alone_commit_as_one_event_decisions_do(agent, commit_modes, settings,
+                                                                          async_commit, mode):
     settings.API_ONE_EVENT_ASYNC_COMMIT = async_commit
     _post(agent, "/api/v1/runs", {"id": "first", "goal_id": "g"})  # the key is found valid: then the shortcut
     _post(agent, "/api/v1/runs", {"id": "second", "goal_id": "g"})
-    _post(agent, "/api/v1/batch", {"events": [{"type": "run_start", "run_id": "batched", "body": {"id": "batched",
-                                                                                              "goal_id": "g"}}]})
-    assert commit_modes() == {"run first": "on", "run second": mode, "run batched": "on"}
+    _post(agent, "/api/v1/runs/second/problems", {"id": "alone", "severity": "high", "description": "x"})
+    _post(agent, "/api/v1/batch", {"events": [
+        {"type": "run_start", "run_id": "batched", "body": {"id": "batched", "goal_id": "g"}},
+        {"type": "problem", "run_id": "batched", "body": {"id": "in-batch", "severity": "low", "description": "y"}}]})
+    assert commit_modes() == {"run first": "on", "run second": mode, "problem alone": mode, "run batched": "on",
+                              "problem in-batch": "on"}
     assert _session_mode() == "on"

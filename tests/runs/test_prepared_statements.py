@@ -38,7 +38,7 @@ def test_the_key_lookup_and_the_append_are_prepared_once_and_reused(api_client):
     assert Run.objects.get(run_id="prepared").decision_count == 6
 
 
-def test_first_outcomes_and_new_runs_reported_alone_are_stored_by_prepared_statements(api_client):
+def test_outcomes_problems_and_new_runs_reported_alone_are_stored_by_prepared_statements(api_client):
     for run_id in ("other", "outcomes"):
         assert api_client.post("/api/v1/runs", json.dumps({"id": run_id, "goal_id": "g"}),
                                content_type="application/json").status_code == 201
@@ -50,11 +50,17 @@ def test_first_outcomes_and_new_runs_reported_alone_are_stored_by_prepared_state
         assert answer.status_code == 201, answer.content
     starts = [sql for sql in _prepared() if "new AS" in sql]
     assert len(starts) == 1 and "runs_apikey" in starts[0], _prepared()  # a second run started: the statement
+    for seq in range(2):
+        assert api_client.post("/api/v1/runs/outcomes/problems", json.dumps(
+            {"id": f"prob_{seq}", "severity": "high", "description": "x"}),
+            content_type="application/json").status_code == 201
+    problems = [sql for sql in _prepared() if '"runs_problem"' in sql]
+    assert len(problems) == 1 and "runs_apikey" in problems[0], _prepared()
     outcomes = [sql for sql in _prepared() if "outcome AS" in sql]
     assert len(outcomes) == 1, _prepared()
     assert "runs_apikey" in outcomes[0]  # the key is checked in the statement that stores the outcome
     run = Run.objects.get(run_id="outcomes")
-    assert (run.success_count, run.failure_count, run.total_tokens) == (4, 2, 15)
+    assert (run.success_count, run.failure_count, run.total_tokens, run.problem_count) == (4, 2, 15, 2)
 
 
 def test_with_prepared_statements_off_nothing_is_prepared_and_everything_is_stored(api_client):
