@@ -194,19 +194,10 @@ def start_new_run(payload: RunStartIn, key: tuple[str, str, str] | None = None) 
     day = [run.goal_id, connection.ops.adapt_datefield_value(rollups.utc_day(run.started_at)),
            *rollups.status_delta(run.status)]
     key = _key_params(connection, key)
-    if connection.vendor == "sqlite":
-        with rawsql.immediate_transaction(connection):
-            with rawsql.cursor(connection, plan[0], [*values, *key]) as cursor:
-                found = cursor.fetchone()
-            if found is None:
-                return None
-            with rawsql.cursor(connection, plan[1], day):
-                pass
-    else:
-        with rawsql.cursor(connection, plan[0], [*values, *key, *day]) as cursor:
-            found = cursor.fetchone()
-        if found is None:
-            return None
+    sqlite = connection.vendor == "sqlite"
+    if (found := _write_one_event(connection, plan, [*values, *key] if sqlite else [*values, *key, *day],
+                                  lambda found: day)) is None:
+        return None
     run.pk = found[0]
     run._state.adding = False
     return run
@@ -456,20 +447,14 @@ def _append_decision(run_id: str, payload: DecisionIn, new: dict[str, Any], *,
     node_id, plan = row["node_id"], _append_plan(connection, checked=key is not None, unsynced=unsynced)
     key = _key_params(connection, key)
     if connection.vendor == "sqlite":
-        with rawsql.immediate_transaction(connection):
-            with rawsql.cursor(connection, plan[0], [*values, run_id, *key, seq]) as cursor:
-                found = cursor.fetchone()
-            if found is None:
-                return None
-            with rawsql.cursor(connection, plan[1], [now, *added, node_id, node_id, found[1]]):
-                pass
-        return seq
-    nodes = connection.ops.adapt_json_value([node_id], None)
-    with rawsql.cursor(connection, plan[0], [*key, run_id, *values, seq, now, *added, nodes, nodes]) as cursor:
-        found = cursor.fetchone()
-    if found is None:
+        params = [*values, run_id, *key, seq]
+    else:
+        nodes = connection.ops.adapt_json_value([node_id], None)
+        params = [*key, run_id, *values, seq, now, *added, nodes, nodes]
+    if (found := _write_one_event(connection, plan, params,
+                                  lambda found: [now, *added, node_id, node_id, found[1]])) is None:
         return None
-    if found[2]:  # raced: a decision stored while the statement waited for the run's lock
+    if connection.vendor == "postgresql" and found[2]:  # raced: a decision stored while it waited for the run's lock
         _renode_after_race(run_id, node_id)
     return seq
 
@@ -481,6 +466,23 @@ def _renode_after_race(run_id: str, node_id: str) -> None:
     with transaction.atomic():
         run = _locked_run(run_id)
         _bump_run(run, nodes_executed=_nodes_after_insert(run, node_id, later=True))
+
+
+def _write_one_event(connection, plan: tuple[str, ...], params: list,
+                     then: Callable[[tuple], list]) -> tuple | None:
+    """A one-event write's statements (`plan`): on PostgreSQL its one statement with `params`; on SQLite,
+    in one IMMEDIATE transaction, the first with `params`, then, when that returned a row, the second with
+    `then(row)`. The row the first statement returned, or None when it stored nothing."""
+    if connection.vendor == "sqlite":
+        with rawsql.immediate_transaction(connection):
+            with rawsql.cursor(connection, plan[0], params) as cursor:
+                found = cursor.fetchone()
+            if found is not None:
+                with rawsql.cursor(connection, plan[1], then(found)):
+                    pass
+        return found
+    with rawsql.cursor(connection, plan[0], params) as cursor:
+        return cursor.fetchone()
 
 
 def _run_lock(connection, *, checked: bool, unsynced: bool, also: str = "", pending: bool = True,
@@ -621,19 +623,10 @@ def record_first_outcome(run_id: str, decision_id: str, payload: OutcomeIn,
     added = _contribution(payload.success, payload.tokens_used, payload.latency_ms)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     key = _key_params(connection, key)
-    if connection.vendor == "sqlite":
-        with rawsql.immediate_transaction(connection):
-            with rawsql.cursor(connection, plan[0], [*values, decision_id, run_id, *key]) as cursor:
-                found = cursor.fetchone()
-            if found is None:
-                return None
-            with rawsql.cursor(connection, plan[1], [now, *added, found[0]]):
-                pass
-    else:
-        with rawsql.cursor(connection, plan[0], [*key, run_id, *values, decision_id, now, *added]) as cursor:
-            found = cursor.fetchone()
-        if found is None:
-            return None
+    params = ([*values, decision_id, run_id, *key] if connection.vendor == "sqlite"
+              else [*key, run_id, *values, decision_id, now, *added])
+    if (found := _write_one_event(connection, plan, params, lambda found: [now, *added, found[0]])) is None:
+        return None
     return {"run_id": run_id, "decision_id": decision_id, **dict(zip(_OUTCOME_ANSWERED, found[1:])),
             "has_outcome": True, "outcome_success": payload.success}
 
@@ -788,18 +781,9 @@ def add_new_problem(run_id: str, payload: ProblemIn, key: tuple[str, str, str] |
     seq = int(match.group(1)) if match else None  # else the run's problem count, read under its lock
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     key = _key_params(connection, key)
-    if connection.vendor == "sqlite":
-        with rawsql.immediate_transaction(connection):
-            with rawsql.cursor(connection, plan[0], [seq, *values, run_id, *key]) as cursor:
-                found = cursor.fetchone()
-            if found is None:
-                return None
-            with rawsql.cursor(connection, plan[1], [now, found[0]]):
-                pass
-    else:
-        with rawsql.cursor(connection, plan[0], [*key, run_id, seq, *values, now]) as cursor:
-            if cursor.fetchone() is None:
-                return None
+    params = [seq, *values, run_id, *key] if connection.vendor == "sqlite" else [*key, run_id, seq, *values, now]
+    if _write_one_event(connection, plan, params, lambda found: [now, found[0]]) is None:
+        return None
     return {"run_id": run_id, "problem_id": payload.id, "severity": fields["severity"],
             "description": fields["description"], "decision_id": fields["decision_id"]}
 
