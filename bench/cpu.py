@@ -1,5 +1,5 @@
 """Where a one-event request's CPU goes: the per-event piece's endpoints (the no-op, the floor's one
-INSERT, a decision, a first outcome sent alone) served by the production server, each measured as CPU per request of the web workers,
+INSERT, a decision, a first outcome sent alone, a run's end) served by the production server, each measured as CPU per request of the web workers,
 of the database's processes and of the client, the machine's busy time per request, and on PostgreSQL the
 WAL written per request. The per-event ratio is about the ratio of these totals when the cores are busy.
 
@@ -22,7 +22,8 @@ import sys
 from . import common, events
 
 DB_NAME = "bench_cpu"
-ENDPOINTS = ("no-op", "floor", "decision", "outcome")  # outcome: a first outcome sent alone (PUT)
+# outcome: a first outcome sent alone (PUT); end: a run's end (its start and decisions stored before)
+ENDPOINTS = ("no-op", "floor", "decision", "outcome", "end")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -76,6 +77,11 @@ def _jobs(server, key: str, endpoint: str, per_client: int, seed: int) -> list[l
         return events._decision_requests(server, key, per_client, seed=seed)
     if endpoint == "outcome":  # its decisions are stored here, in batches, before the timing
         return events._outcome_requests(server, key, per_client, seed=seed)
+    if endpoint == "end":  # its runs' starts and decisions are stored here, before the timing
+        starts, _problems, store_decisions, ends = events._run_requests(server, key, per_client, seed=seed)
+        common.run_clients(starts, server.url)
+        store_decisions()
+        return ends
     return events._plain_requests(server, "/bench/noop" if endpoint == "no-op" else "/bench/floor", per_client, seed)
 
 

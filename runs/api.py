@@ -227,6 +227,22 @@ def outcome_first(view: Callable) -> Callable:
     return first
 
 
+def ending_first(view: Callable) -> Callable:
+    """Wraps ninja's view of `POST /runs/{run_id}/end` as `appending_first` wraps the decisions': the end
+    of a running run, with a key this process has found valid before, is stored by one statement that
+    also checks the key (`ingest.end_pending_run`); anything else (a replayed or conflicting end, a run
+    folded while idle) goes on to ninja's view."""
+    @wraps(view)
+    def first(request, run_id: str):
+        if request.method == "POST" and (bearer := _seen_bearer(request)) is not None and (
+                payload := _plain(RunEndIn, request.body)) is not None:
+            if (answer := _stored_first(lambda: ingest.end_pending_run(run_id, payload, bearer.credentials()),
+                                        bearer, _run_summary)) is not None:
+                return answer
+        return view(request, run_id=run_id)
+    return first
+
+
 def or_the_run_named_by_the_whole_path(view: Callable, run_view: Callable) -> Callable:
     """Wraps ninja's view of a route below a run (framework_site/urls.py). Run ids are the agent's own and
     may hold slashes, so `GET /runs/x/summary` may be run x's summary or the run whose id is `x/summary`.
@@ -249,6 +265,7 @@ RUNS_IN_PATH = "/runs/"
 FIRST = {"runs/<path:run_id>/decisions": appending_first,  # route -> what wraps ninja's view of it
          "runs/<path:run_id>/decisions/<decision_id>/outcome": outcome_first,
          "runs/<path:run_id>/problems": problem_first,
+         "runs/<path:run_id>/end": ending_first,
          "runs": starting_first}
 _RUN = "runs/<path:run_id>"
 

@@ -11,6 +11,7 @@ silently overwritten. A second outcome for a decision *replaces* the first, and 
 difference (the original counted it twice; see `Run.recount`).
 """
 
+import json
 import random
 import re
 import time
@@ -21,11 +22,12 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, OperationalError, connections, transaction
 from django.db.models import F, Max
+from django.db.models.signals import post_save
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from . import rawsql, rollups
-from .models import ApiKey, Decision, Problem, Run, RunStatus, fetch_one
+from .models import ApiKey, Decision, Problem, Run, RunStatus, columns_of, fetch_one, from_row
 from .schemas import (
     METRICS_EXTRA_KEY, DecisionIn, OutcomeIn, ProblemIn, RunEndIn, RunFileIn, RunStartIn, unchecked_many,
     unstorable_text,
@@ -200,6 +202,7 @@ def start_new_run(payload: RunStartIn, key: tuple[str, str, str] | None = None) 
         return None
     run.pk = found[0]
     run._state.adding = False
+    _saved(run, created=True)
     return run
 
 
@@ -257,6 +260,133 @@ def end_run(run_id: str, data: Any) -> tuple[Run, bool]:
             run.extra = {**run.extra, **payload.extras()}
             run.save(update_fields=[*fields, "extra", "updated_at"])
         return run, True
+
+
+def _saved(run: Run, *, created: bool, update_fields: frozenset[str] | None = None) -> None:
+    """What `run.save()` would signal, for a run a one-statement write stored (after its statement): the
+    receivers (the Builder's automatic analysis of failed runs, builder/apps.py) see every run the same
+    way, whichever path stored it."""
+    post_save.send(sender=Run, instance=run, created=created, update_fields=update_fields, raw=False,
+                   using=DEFAULT_DB_ALIAS)
+
+
+_END_PLANS: dict[tuple[str, bool], tuple[tuple[str, ...], dict[str, Callable]]] = {}
+# The fields `end_run` saves (`post_save`'s update_fields).
+_ENDED_UPDATES = frozenset({"status", "narrative", "output_data", "completed_at", "end_seq", "extra", "updated_at"})
+# What `end_pending_run` reads back of the ended run: its header and counters, what the API answers
+# (`RunSummaryOut`); its JSON columns stay deferred, unread and unparsed.
+ENDED_FIELDS = ("id", "run_id", "goal_id", "goal_description", "status", "started_at", "completed_at",
+                "decision_count", "success_count", "failure_count", "problem_count", "total_tokens",
+                "total_latency_ms")
+
+
+@retrying_conflicts
+def end_pending_run(run_id: str, payload: RunEndIn, key: tuple[str, str, str] | None = None) -> Run | None:
+    """The end of a running run whose decisions are not folded into the pattern groups yet (it has not
+    idled), stored with its goal's day count and the fold in the fewest statements the database allows
+    (with `key`, only if an active API key matches): the ended run, or None, with nothing stored, when the
+    run is unknown, has ended (a replay or a conflict) or is folded already, the end is not an end
+    (`running`), the key does not match, or (PostgreSQL) another writer changed the run while the statement
+    waited for its lock: `end_run`'s locked transaction answers every case. It commits waiting for the
+    disk: an end is what makes the run's one-event writes before it durable (README, "The API").
+
+    - PostgreSQL: one statement that locks the run row, checks that the row it locked is the one its
+      snapshot read (its `xmin`: every write to a run's decisions also writes the run row, so then no
+      decision the snapshot misses exists), sets the end, its place in index order and the run's fields,
+      moves the goal's day count and adds the run's decisions to the groups (`rollups.run_fold`).
+    - SQLite: one IMMEDIATE transaction of four statements: the run found and checked, its UPDATE, the
+      day count (when the status moves it), the fold.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor not in ("postgresql", "sqlite") or payload.status == RunStatus.RUNNING:
+        return None
+    now = timezone.now()
+    status = payload.status.value
+    plan, writers = _end_plan(connection, checked=key is not None)
+    written = [writers[name](value) for name, value in (
+        ("status", status), ("narrative", payload.narrative), ("output_data", payload.output_data),
+        ("completed_at", payload.completed_at if payload.completed_at is not None else now),
+        ("updated_at", now))]
+    key = _key_params(connection, key)
+    if connection.vendor == "postgresql":
+        added = rollups.status_delta(status)  # the day's delta: what the new status adds, less the old's
+        delta = [value for i, column in enumerate(rollups.COLUMNS[1:], 1) for value in (added[i], column)]
+        extra = writers["extra"](payload.extras())
+        with rawsql.cursor(connection, plan[0], [*key, run_id, *written, extra, *delta, status,
+                                                 *rollups.GROUPED_PARAMS]) as cursor:
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        run = from_row(Run, row, ENDED_FIELDS)
+        _saved(run, created=False, update_fields=_ENDED_UPDATES)
+        return run
+    with rawsql.immediate_transaction(connection):
+        with rawsql.cursor(connection, plan[0], [run_id, *key]) as cursor:
+            found = cursor.fetchone()
+        if found is None:
+            return None
+        pk, goal_id, old_status, extra = found
+        extra = writers["extra"]({**json.loads(extra), **payload.extras()})
+        with rawsql.cursor(connection, plan[1], [*written, extra, pk]) as cursor:
+            run = from_row(Run, cursor.fetchone(), ENDED_FIELDS)
+        if any(delta := rollups.change_delta(old_status, status)):
+            day = connection.ops.adapt_datefield_value(rollups.utc_day(run.started_at))
+            with rawsql.cursor(connection, plan[2], [goal_id, day, *delta]):
+                pass
+        with rawsql.cursor(connection, plan[3], [pk, *rollups.GROUPED_PARAMS]):
+            pass
+    _saved(run, created=False, update_fields=_ENDED_UPDATES)
+    return run
+
+
+def _end_plan(connection, *, checked: bool) -> tuple[tuple[str, ...], dict[str, Callable]]:
+    """The statements of `end_pending_run` for `connection`'s database, built once, and the writers of the
+    run columns it sets."""
+    if (plan := _END_PLANS.get((connection.vendor, checked))) is not None:
+        return plan
+    quote = connection.ops.quote_name
+    column = {name: quote(Run._meta.get_field(name).column) for name in (
+        "id", "goal_id", "status", "started_at", "narrative", "output_data", "completed_at", "end_seq", "extra",
+        "pattern_pending", "updated_at")}
+    sets = ("status", "narrative", "output_data", "completed_at", "updated_at", "extra")
+    runs = quote(Run._meta.db_table)
+    place = f"(SELECT COALESCE(MAX(e.{column['end_seq']}), 0) + 1 FROM {runs} e)"
+    run = _run_lock(connection, checked=checked, unsynced=False, also=f" AND r.{column['completed_at']} IS NULL",
+                    counted=("goal_id", "status", "started_at") if connection.vendor == "postgresql"
+                    else ("goal_id", "status", "extra"), versioned=True)
+    if connection.vendor == "sqlite":
+        picked, fold = rollups.run_fold("ended")
+        statements = (
+            run["found"],
+            f"UPDATE {runs} SET {', '.join(f'{column[name]} = %s' for name in sets)}, "
+            f"{column['end_seq']} = {place}, {column['pattern_pending']} = FALSE WHERE {column['id']} = %s "
+            f"RETURNING {columns_of(Run, names=ENDED_FIELDS)}",
+            rollups.day_upsert(),
+            f"WITH ended AS (SELECT {column['id']} AS id, {column['goal_id']} AS goal_id, "
+            f"{column['end_seq']} AS end_seq FROM {runs} WHERE {column['id']} = %s), {picked} {fold}",
+        )
+    else:
+        types = {name: Run._meta.get_field(name).db_type(connection) for name in sets}
+        values = ", ".join(f"{column[name]} = CAST(%s AS {types[name]})" for name in sets[:-1])
+        deltas = ", ".join(f"CAST(%s AS integer) - CASE WHEN c.{column['status']} = %s THEN 1 ELSE 0 END"
+                           for _ in rollups.COLUMNS[1:])
+        day = rollups.day_upsert(f"SELECT c.{column['goal_id']}, CAST(c.{column['started_at']} AT TIME ZONE 'UTC' "
+                                 f"AS date), 0, {deltas} FROM calm c WHERE c.{column['status']} <> %s")
+        picked, fold = rollups.run_fold("calm")
+        statements = (
+            f"{run['locked']}, "
+            f"calm AS (SELECT l.{column['id']} AS id, l.{column['goal_id']} AS goal_id, l.{column['status']}, "
+            f"l.{column['started_at']}, {place} AS end_seq FROM locked l "
+            f"JOIN {runs} s ON s.{column['id']} = l.{column['id']} AND s.xmin = l.version), "
+            f"ended AS (UPDATE {runs} r SET {values}, {column['extra']} = r.{column['extra']} || CAST(%s AS jsonb), "
+            f"{column['end_seq']} = c.end_seq, {column['pattern_pending']} = FALSE FROM calm c "
+            f"WHERE r.{column['id']} = c.id RETURNING {columns_of(Run, 'r', ENDED_FIELDS)}), "
+            f"day AS ({day}), {picked}, fold AS ({fold}) "
+            "SELECT * FROM ended",
+        )
+    plan = _END_PLANS[(connection.vendor, checked)] = (
+        statements, {name: _column_writer(Run._meta.get_field(name), connection) for name in sets})
+    return plan
 
 
 # --- decisions and outcomes ------------------------------------------------------------------------
@@ -486,12 +616,13 @@ def _write_one_event(connection, plan: tuple[str, ...], params: list,
 
 
 def _run_lock(connection, *, checked: bool, unsynced: bool, also: str = "", pending: bool = True,
-              counted: tuple[str, ...] = ()) -> dict[str, str]:
+              counted: tuple[str, ...] = (), versioned: bool = False) -> dict[str, str]:
     """The pieces the one-statement writes share: `locked`, on PostgreSQL the start of a WITH clause that
     locks the run row found by its `run_id` (a parameter), with `pending` only while its decisions are not
     folded into the pattern groups, plus the condition `also` (`r.` is the run), and with `checked` only
     when an active API key matches (lookup, digest, scope: parameters before the run's id); it holds the
-    run's `id` and the `counted` columns. `join`: what the statement's last FROM joins so that the
+    run's `id` and the `counted` columns (with `versioned`, also `version`, the locked row version's
+    `xmin`). `join`: what the statement's last FROM joins so that the
     `unsynced` CTE is evaluated (its commit not waiting for the disk). On SQLite, `found`: the same run
     found and checked, as a query."""
     quote = connection.ops.quote_name
@@ -500,6 +631,8 @@ def _run_lock(connection, *, checked: bool, unsynced: bool, also: str = "", pend
                                       for name in ("id", "run_id", "pattern_pending"))
     where = f"WHERE r.{run_id} = %s{f' AND r.{pending_column}' if pending else ''}{also}"
     selected = ", ".join(f"r.{quote(Run._meta.get_field(name).column)}" for name in ("id", *counted))
+    if versioned and connection.vendor == "postgresql":
+        selected += ", r.xmin AS version"
     if connection.vendor == "sqlite":
         key_check = f" AND EXISTS ({_active_key(connection)})" if checked else ""
         return {"found": f"SELECT {selected} FROM {runs} r {where}{key_check}"}

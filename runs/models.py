@@ -23,7 +23,42 @@ import framework as sdk
 from . import rawsql, rollups
 
 
-_FETCH_PLANS: dict[tuple, tuple[str, list, list]] = {}
+_FETCH_PLANS: dict[tuple, str] = {}
+_READERS: dict[tuple, tuple[list[str], list[str], list]] = {}
+
+
+def _reader(model: type[models.Model], connection, names: tuple[str, ...] | None) -> tuple[list[str], list[str], list]:
+    """`model`'s concrete columns (quoted, in order; only the fields `names` when given), their attribute
+    names, and each column's converters (what the ORM applies to a value read), built once per shape."""
+    if (reader := _READERS.get((model, connection.vendor, names))) is None:
+        meta = model._meta
+        fields = [f for f in meta.concrete_fields if names is None or f.name in names or f.attname in names]
+        cols = [field.get_col(meta.db_table) for field in fields]
+        reader = _READERS[(model, connection.vendor, names)] = (
+            [connection.ops.quote_name(f.column) for f in fields], [f.attname for f in fields],
+            [(col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)) for col in cols])
+    return reader
+
+
+def columns_of(model: type[models.Model], alias: str = "", names: tuple[str, ...] | None = None) -> str:
+    """`model`'s concrete columns (only the fields `names` when given; prefixed `alias.`), in the order
+    `from_row` reads them."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    return ", ".join(f"{alias}.{column}" if alias else column for column in _reader(model, connection, names)[0])
+
+
+def from_row(model: type[models.Model], row: tuple, names: tuple[str, ...] | None = None):
+    """The instance of `model` a row of its `columns_of` (with the same `names`) makes, its values
+    converted as the ORM converts them; the fields left out are deferred (read from the database when
+    used)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    _columns, attnames, conversions = _reader(model, connection, names)
+    values = []
+    for value, (col, functions) in zip(row, conversions):
+        for function in functions:
+            value = function(value, col, connection)
+        values.append(value)
+    return model.from_db(DEFAULT_DB_ALIAS, attnames, values)
 
 
 def fetch_one(model: type[models.Model], where: dict[str, object], *, for_update: bool = False):
@@ -31,37 +66,25 @@ def fetch_one(model: type[models.Model], where: dict[str, object], *, for_update
 
     What `model.objects.filter(**where).first()` returns (`select_for_update()` with `for_update`), from
     SQL built once per shape, run on the driver's cursor (`rawsql`: prepared once on PostgreSQL), and values
-    run through the same converters the ORM applies: the API-key and run lookups that start every ingest
-    request no longer compile (or plan) a query each time.
+    run through the same converters the ORM applies (`from_row`): the API-key and run lookups that start
+    every ingest request no longer compile (or plan) a query each time.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     shape = (model, tuple((name, where[name] is None) for name in where), for_update, connection.vendor)
-    if (plan := _FETCH_PLANS.get(shape)) is None:
+    if (sql := _FETCH_PLANS.get(shape)) is None:
         quote = connection.ops.quote_name
         meta = model._meta
-        fields = list(meta.concrete_fields)
         tests = [f"{quote(meta.get_field(name).column)} {'IS NULL' if null else '= %s'}" for name, null in shape[1]]
-        sql = (f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(meta.db_table)} "
+        sql = (f"SELECT {columns_of(model)} FROM {quote(meta.db_table)} "
                f"WHERE {' AND '.join(tests)} ORDER BY {quote(meta.pk.column)} LIMIT 1")
         if for_update and connection.features.has_select_for_update:
             sql += " FOR UPDATE"
-        cols = [field.get_col(meta.db_table) for field in fields]
-        conversions = [(col, connection.ops.get_db_converters(col) + col.get_db_converters(connection))
-                       for col in cols]
-        plan = _FETCH_PLANS[shape] = (sql, [f.attname for f in fields], conversions)
-    sql, names, conversions = plan
+        _FETCH_PLANS[shape] = sql
     params = [model._meta.get_field(name).get_db_prep_value(value, connection)
               for name, value in where.items() if value is not None]
     with rawsql.cursor(connection, sql, params) as cursor:
         row = cursor.fetchone()
-    if row is None:
-        return None
-    values = []
-    for value, (col, functions) in zip(row, conversions):
-        for function in functions:
-            value = function(value, col, connection)
-        values.append(value)
-    return model.from_db(DEFAULT_DB_ALIAS, names, values)
+    return None if row is None else from_row(model, row)
 
 
 # The SDK's enums are the one definition; the models take their choices from them.

@@ -49,12 +49,17 @@ def status_delta(status: str) -> list[int]:
     return _delta(status, 1)
 
 
+def change_delta(old_status: str | None, new_status: str | None) -> list[int]:
+    """What a run moving from `old_status` to `new_status` adds to its day's `COLUMNS` (None: it did not
+    exist / no longer exists)."""
+    return [new - old for new, old in zip(_delta(new_status, 1), _delta(old_status, 1))]
+
+
 def record_status_change(goal_id: str, started_at: datetime, old_status: str | None, new_status: str | None) -> None:
     """Count a run moving from `old_status` to `new_status` (None: it did not exist / no longer exists)."""
     if old_status == new_status:
         return
-    delta = [new - old for new, old in zip(_delta(new_status, 1), _delta(old_status, 1))]
-    _apply({(goal_id, utc_day(started_at)): delta})
+    _apply({(goal_id, utc_day(started_at)): change_delta(old_status, new_status)})
 
 
 def day_upsert(source: str = "VALUES (%s, %s, %s, %s, %s, %s)") -> str:
@@ -158,34 +163,67 @@ def rows(sql: str, params: list) -> list[tuple]:
         return cursor.fetchall()
 
 
+def _picked_columns() -> str:
+    """What `groups_query` reads of each decision (alias d), after its goal and position."""
+    from framework.builder.heuristics import INTENT_KEY_LENGTH
+
+    return ("d.outcome_success AS ok, COALESCE(NULLIF(d.outcome_error, ''), 'Unknown error') AS label, d.node_id, "
+            f"d.decision_type, SUBSTR(d.intent, 1, {INTENT_KEY_LENGTH}) AS intent_key, d.chosen_description")
+
+
+# The CTE that groups `picked` (goal_id, pos and `_picked_columns`) into one row per (goal, group): goal_id,
+# kind, k, detail, total, failed and fs, the lowest position; its parameters: `GROUPED_PARAMS`.
+GROUPED = (
+    "grouped AS ("
+    "SELECT goal_id, 'error' AS kind, label AS k, '' AS detail, COUNT(*) AS total, 0 AS failed, MIN(pos) AS fs "
+    "FROM picked WHERE ok = %s GROUP BY goal_id, label "
+    "UNION ALL SELECT goal_id, 'node', node_id, '', COUNT(*), SUM(CASE WHEN ok = %s THEN 0 ELSE 1 END), "
+    "MIN(pos) FROM picked GROUP BY goal_id, node_id "
+    "UNION ALL SELECT goal_id, 'type', decision_type, '', COUNT(*), 0, MIN(pos) FROM picked "
+    "GROUP BY goal_id, decision_type "
+    "UNION ALL SELECT goal_id, 'choice', intent_key, chosen_description, COUNT(*), 0, MIN(pos) FROM picked "
+    "WHERE chosen_description IS NOT NULL GROUP BY goal_id, intent_key, chosen_description)"
+)
+GROUPED_PARAMS = (False, True)
+
+
 def groups_query(run_where: str, run_params: list, decision_where: str = "1 = 1",
                  decision_params: list | None = None) -> tuple[str, list]:
     """SQL and parameters for one row per (goal, group) over the decisions (`decision_where`, alias d) of
     the runs `run_where` selects: goal_id, kind, key, detail, total, failed, then the first-seen key
     end_seq, run pk, seq. Runs rank in index order with ROW_NUMBER and the decisions are read once
     (`picked`, used by the four GROUP BYs), so one row per group leaves the database."""
-    from framework.builder.heuristics import INTENT_KEY_LENGTH
-
     sql = (
         f"WITH {ranked_runs(run_where)}, "
-        f"picked AS (SELECT r.goal_id, r.rnk * {RANK_BITS} + d.seq AS pos, d.outcome_success AS ok, "
-        "COALESCE(NULLIF(d.outcome_error, ''), 'Unknown error') AS label, d.node_id, d.decision_type, "
-        f"SUBSTR(d.intent, 1, {INTENT_KEY_LENGTH}) AS intent_key, d.chosen_description "
-        f"FROM {_table('Decision')} d JOIN ranked r ON r.id = d.run_id WHERE {decision_where}), "
-        "grouped AS ("
-        "SELECT goal_id, 'error' AS kind, label AS k, '' AS detail, COUNT(*) AS total, 0 AS failed, MIN(pos) AS fs "
-        "FROM picked WHERE ok = %s GROUP BY goal_id, label "
-        "UNION ALL SELECT goal_id, 'node', node_id, '', COUNT(*), SUM(CASE WHEN ok = %s THEN 0 ELSE 1 END), "
-        "MIN(pos) FROM picked GROUP BY goal_id, node_id "
-        "UNION ALL SELECT goal_id, 'type', decision_type, '', COUNT(*), 0, MIN(pos) FROM picked "
-        "GROUP BY goal_id, decision_type "
-        "UNION ALL SELECT goal_id, 'choice', intent_key, chosen_description, COUNT(*), 0, MIN(pos) FROM picked "
-        "WHERE chosen_description IS NOT NULL GROUP BY goal_id, intent_key, chosen_description) "
+        f"picked AS (SELECT r.goal_id, r.rnk * {RANK_BITS} + d.seq AS pos, {_picked_columns()} "
+        f"FROM {_table('Decision')} d JOIN ranked r ON r.id = d.run_id WHERE {decision_where}), {GROUPED} "
         f"SELECT g.goal_id, g.kind, g.k, g.detail, g.total, g.failed, COALESCE(r.end_seq, {NO_END_SEQ}), r.id, "
         f"g.fs %% {RANK_BITS} "
         f"FROM grouped g JOIN ranked r ON r.rnk = g.fs / {RANK_BITS}"
     )
-    return sql, [*run_params, *(decision_params or []), False, True]
+    return sql, [*run_params, *(decision_params or []), *GROUPED_PARAMS]
+
+
+def run_fold(run: str) -> tuple[str, str]:
+    """Two CTEs that fold one ended run's decisions into its goal's groups inside a bigger statement:
+    `picked` and `grouped` from `run` (a CTE or table with the run's id, goal_id and end_seq), then the
+    statement that adds `grouped` to the groups (`upsert_groups`), for a WITH item or on its own. Its
+    parameters: `GROUPED_PARAMS`. Each group's first-seen key is the run's first decision in it."""
+    picked = (f"picked AS (SELECT c.goal_id, d.seq AS pos, {_picked_columns()} "
+              f"FROM {_table('Decision')} d JOIN {run} c ON d.run_id = c.id), {GROUPED}")
+    digest = digest_sql("g.kind", "g.k", "g.detail")
+    add = upsert_groups(f"SELECT g.goal_id, {digest}, g.kind, g.k, g.detail, g.total, g.failed, c.end_seq, c.id, "
+                        f"g.fs, FALSE FROM grouped g CROSS JOIN {run} c ORDER BY 2")  # `_add`'s lock order
+    return picked, add
+
+
+def digest_sql(kind: str, key: str, detail: str) -> str:
+    """`_digest` of three SQL text expressions, computed by the database."""
+    if connection.vendor == "postgresql":
+        zero = "decode('00', 'hex')"
+        return (f"encode(sha256(convert_to({kind}, 'UTF8') || {zero} || convert_to({key}, 'UTF8') || {zero} || "
+                f"convert_to({detail}, 'UTF8')), 'hex')")
+    return f"SHA256({kind} || char(0) || {key} || char(0) || {detail})"  # Django registers SHA256 on SQLite
 
 
 def _digest(kind: str, key: str, detail: str) -> str:
@@ -201,17 +239,24 @@ def _contributions(run, decision_ids: list[str] | None) -> list[tuple]:
     return rows(*groups_query("id = %s", [run.pk], f"d.decision_id IN ({marks})", list(decision_ids)))
 
 
-def _add(rows: list[tuple]) -> None:
-    """Add groups' counts; a key only moves down (an earlier first decision)."""
+def upsert_groups(source: str) -> str:
+    """The statement that adds groups' counts (`source`: rows of goal_id, digest, kind, key, detail, total,
+    failed, the first-seen key's three parts and stale, as a VALUES list or a SELECT); a key only moves down
+    (an earlier first decision)."""
     table = _table("PatternGroup")
     key, excluded = (f"({table}.first_end_seq, {table}.first_run, {table}.first_seq)",
                      "(excluded.first_end_seq, excluded.first_run, excluded.first_seq)")
     firsts = ", ".join(f"{c} = CASE WHEN {excluded} < {key} THEN excluded.{c} ELSE {table}.{c} END"
                        for c in ("first_end_seq", "first_run", "first_seq"))
-    sql = (f"INSERT INTO {table} (goal_id, digest, kind, key, detail, total, failed, first_end_seq, first_run, "
-           "first_seq, stale) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (goal_id, digest) "
-           f"DO UPDATE SET total = {table}.total + excluded.total, failed = {table}.failed + excluded.failed, "
-           f"{firsts}")
+    return (f"INSERT INTO {table} (goal_id, digest, kind, key, detail, total, failed, first_end_seq, first_run, "
+            f"first_seq, stale) {source} ON CONFLICT (goal_id, digest) "
+            f"DO UPDATE SET total = {table}.total + excluded.total, failed = {table}.failed + excluded.failed, "
+            f"{firsts}")
+
+
+def _add(rows: list[tuple]) -> None:
+    """Add groups' counts (`upsert_groups`)."""
+    sql = upsert_groups("VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
     params = sorted(((goal, _digest(kind, k, detail), kind, k, detail, total, failed, end_seq, run, seq, False)
                      for goal, kind, k, detail, total, failed, end_seq, run, seq in rows),
                     key=lambda row: row[:2])  # one lock order for every writer

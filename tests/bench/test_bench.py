@@ -196,11 +196,12 @@ def test_the_cpu_diagnosis_prints_each_endpoints_cost_per_request(kind, monkeypa
     header, *rows = [line.split("|") for line in proc.stdout.splitlines()[1:]]
     columns = [cell.strip() for cell in header]
     figures = {row[0].strip(): dict(zip(columns[1:], (float(c.replace(",", "")) for c in row[1:]))) for row in rows}
-    assert list(figures) == ["no-op", "floor", "decision", "outcome"]
+    assert list(figures) == ["no-op", "floor", "decision", "outcome", "end"]
     assert all(row["req/s"] > 0 for row in figures.values())
     assert ("database ms" in columns) == ("WAL bytes" in columns) == (kind == "postgres")
     if kind == "postgres":  # exact, not in clock ticks: each stored request writes WAL, a decision more
         assert figures["decision"]["WAL bytes"] > figures["floor"]["WAL bytes"] > 0
         assert figures["outcome"]["WAL bytes"] > 0  # only the outcomes were timed: they write too
+        assert figures["end"]["WAL bytes"] > figures["floor"]["WAL bytes"]  # only the ends: a run row, a fold
     assert not common._exists(kind, "bench_cpu") and not common._exists(kind, common.TEMPLATE)  # nothing left
     assert not [path.name for path in common.VAR.glob(f"{common.db_name('bench_')}*")]  # SQLite's files, locks too

@@ -1,11 +1,13 @@
 """Concurrent writers to one run keep its counters exact (PostgreSQL: real row locks, real parallelism)."""
 
 
+import time
+
 import pytest
 
-from runs import ingest, rollups
-from runs.models import GoalDay, Run
-from runs.schemas import OutcomeIn, RunStartIn
+from runs import ingest, queries, rollups
+from runs.models import GoalDay, PatternGroup, Run
+from runs.schemas import OutcomeIn, RunEndIn, RunStartIn
 
 from tests.concurrency import in_threads, race_on_one_run, raced_counters
 
@@ -87,3 +89,42 @@ def test_racing_first_outcomes_for_the_same_decisions_are_each_stored_once():
     run.recount()
     assert live == (run.success_count, run.failure_count, run.total_tokens)
     assert run.success_count + run.failure_count == 20
+
+
+def test_a_decision_committed_while_an_end_waits_for_the_run_is_folded_with_it():
+    """The end's one statement reads the run's decisions as of when it started; one stored by a writer that
+    held the run meanwhile would be missing from the fold. The statement sees that the run row it locked
+    is not the one it read, stores nothing, and the full path ends the run with every decision."""
+    from django.db import connection, transaction
+
+    from tests.runs.test_pattern_groups import ordered, reference
+
+    ingest.start_run({"id": "r", "goal_id": "g"})
+    ingest.add_decision("r", {"id": "dec_0", "node_id": "a", "intent": "x", "outcome": {"success": True}})
+    answers = {}
+
+    def work(index):
+        if index == 0:  # holds the run while the end waits for it, then commits a decision
+            with transaction.atomic():
+                ingest.add_decision("r", {"id": "dec_1", "node_id": "late", "intent": "y",
+                                          "outcome": {"success": False, "error": "boom"}})
+                answers["held"] = True
+                with connection.cursor() as cursor:
+                    for _ in range(600):  # until the end's statement waits for the run's lock
+                        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                        if cursor.fetchone()[0]:
+                            break
+                        time.sleep(0.01)
+                    else:
+                        raise AssertionError("the end never waited for the run")
+        else:
+            while not answers.get("held"):
+                time.sleep(0.01)
+            answers["statement"] = ingest.end_pending_run("r", RunEndIn.model_validate({"status": "completed"}))
+            if answers["statement"] is None:
+                answers["full path"] = ingest.end_run("r", {"status": "completed"})[1]
+
+    assert in_threads(2, work) == []
+    assert answers["statement"] is None and answers["full path"] is True
+    assert ordered(queries.goal_aggregates("g")) == reference("g")  # dec_1 ("late", "boom") counted
+    assert {"late", "boom"} <= set(PatternGroup.objects.values_list("key", flat=True))

@@ -1,6 +1,6 @@
 """PostgreSQL: a decision, a decision's first outcome, a new run or a new problem, reported one per
 request, is answered without its commit waiting for the disk (`API_ONE_EVENT_ASYNC_COMMIT`, on by
-default), and only they: the SDK's batches and every other write still wait, and a caller's own
+default), and only they: the SDK's batches and every other write (run ends too) still wait, and a caller's own
 transaction is never changed. What each commit did is read where PostgreSQL decides it, in the writing
 transaction: triggers, made for these tests, copy `synchronous_commit` as each stored (or updated) row's
 transaction has it."""
@@ -40,6 +40,11 @@ def commit_modes(transactional_db):
                        "current_setting('synchronous_commit')); RETURN NULL; END $$")
         cursor.execute("CREATE TRIGGER test_note_problem_commit_mode AFTER INSERT ON runs_problem "
                        "FOR EACH ROW EXECUTE FUNCTION test_note_problem_commit_mode()")
+        cursor.execute("CREATE FUNCTION test_note_end_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                       "INSERT INTO test_commit_mode VALUES ('end ' || NEW.run_id, "
+                       "current_setting('synchronous_commit')); RETURN NULL; END $$")
+        cursor.execute("CREATE TRIGGER test_note_end_commit_mode AFTER UPDATE OF completed_at ON runs_run "
+                       "FOR EACH ROW EXECUTE FUNCTION test_note_end_commit_mode()")
 
     def modes() -> dict[str, str]:
         with connection.cursor() as cursor:
@@ -50,6 +55,8 @@ def commit_modes(transactional_db):
         cursor.execute("DROP TRIGGER test_note_commit_mode ON runs_decision")
         cursor.execute("DROP TRIGGER test_note_run_commit_mode ON runs_run")
         cursor.execute("DROP TRIGGER test_note_problem_commit_mode ON runs_problem")
+        cursor.execute("DROP TRIGGER test_note_end_commit_mode ON runs_run")
+        cursor.execute("DROP FUNCTION test_note_end_commit_mode()")
         cursor.execute("DROP FUNCTION test_note_problem_commit_mode()")
         cursor.execute("DROP FUNCTION test_note_run_commit_mode()")
         cursor.execute("DROP FUNCTION test_note_commit_mode()")
@@ -146,3 +153,14 @@ def test_runs_and_problems_reported_alone_commit_as_one_event_decisions_do(agent
     assert commit_modes() == {"run first": "on", "run second": mode, "problem alone": mode, "run batched": "on",
                               "problem in-batch": "on"}
     assert _session_mode() == "on"
+
+
+def test_run_ends_reported_alone_still_wait_for_the_disk(agent, commit_modes):
+    """An end is where a plain HTTP client's run becomes durable: its commit waits for the disk, and with
+    it every one-event write of the run before it (PostgreSQL's WAL is flushed in order)."""
+    _post(agent, "/api/v1/runs", {"id": "first", "goal_id": "g"})  # the key is found valid: then the shortcuts
+    _post(agent, "/api/v1/runs", {"id": "r", "goal_id": "g"})
+    _post(agent, "/api/v1/runs/r/decisions", _decision(0))
+    assert _post(agent, "/api/v1/runs/r/end", {"status": "completed"})["status"] == "completed"
+    assert commit_modes() == {"run first": "on", "run r": "off", "dec_0": "off", "end r": "on"}
+    assert Run.objects.values_list("end_seq", "pattern_pending").get(run_id="r") == (1, False)  # by the statement

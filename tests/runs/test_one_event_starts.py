@@ -117,3 +117,15 @@ def test_a_key_never_found_valid_is_checked_before_anything_is_written(api_clien
     monkeypatch.setattr(ingest, "start_new_run", lambda *args: pytest.fail("reached the storing statement"))
     assert _start(api_client, {"id": "r", "goal_id": "g"}, key="fwk_" + "x" * 43).status_code == 401
     assert not Run.objects.exists()
+
+
+def test_a_run_started_failed_is_analysed_automatically_as_the_full_path_has_it(api_client, settings):
+    """The Builder's automatic analysis hears of every run saved as failed (builder/apps.py), whichever
+    path stored it."""
+    from builder.models import Analysis
+
+    settings.BUILDER_AUTO_ANALYZE = 1.0
+    assert _start(api_client, {"id": "warm-up", "goal_id": "g"}).status_code == 201  # the key is seen now
+    assert _start(api_client, STARTS[3]).status_code == 201  # by the statement, started as failed
+    assert _start(api_client, STARTS[0] | {"id": "fine"}).status_code == 201
+    assert [(job.run.run_id, job.source) for job in Analysis.objects.all()] == [("failed-start", "auto")]

@@ -38,7 +38,7 @@ def test_the_key_lookup_and_the_append_are_prepared_once_and_reused(api_client):
     assert Run.objects.get(run_id="prepared").decision_count == 6
 
 
-def test_outcomes_problems_and_new_runs_reported_alone_are_stored_by_prepared_statements(api_client):
+def test_outcomes_problems_new_runs_and_ends_reported_alone_are_stored_by_prepared_statements(api_client):
     for run_id in ("other", "outcomes"):
         assert api_client.post("/api/v1/runs", json.dumps({"id": run_id, "goal_id": "g"}),
                                content_type="application/json").status_code == 201
@@ -61,6 +61,13 @@ def test_outcomes_problems_and_new_runs_reported_alone_are_stored_by_prepared_st
     assert "runs_apikey" in outcomes[0]  # the key is checked in the statement that stores the outcome
     run = Run.objects.get(run_id="outcomes")
     assert (run.success_count, run.failure_count, run.total_tokens, run.problem_count) == (4, 2, 15, 2)
+    for run_id in ("other", "outcomes"):
+        assert api_client.post(f"/api/v1/runs/{run_id}/end", json.dumps({"status": "completed"}),
+                               content_type="application/json").status_code == 201
+    ends = [sql for sql in _prepared() if "calm AS" in sql]
+    assert len(ends) == 1 and "runs_apikey" in ends[0], _prepared()  # two runs ended: one statement
+    assert list(Run.objects.order_by("end_seq").values_list("run_id", "end_seq", "pattern_pending")) == [
+        ("other", 1, False), ("outcomes", 2, False)]
 
 
 def test_with_prepared_statements_off_nothing_is_prepared_and_everything_is_stored(api_client):
