@@ -57,6 +57,20 @@ except RuntimeError:
     pass
 seen["after rollback"] = taken()
 
+from framework_site.sqlite_backend import base as backend
+checkpoints = []
+checkpoint = backend.DatabaseWrapper.checkpoint
+backend.DatabaseWrapper.checkpoint = lambda self: checkpoints.append(taken()) or checkpoint(self)
+with connection.cursor() as cursor:
+    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+Run.objects.create(run_id="wal", goal_id="g")
+for n in range(300):  # 300 write transactions, as every ingest write is one, a page or more each
+    with transaction.atomic():
+        Run.objects.filter(run_id="wal").update(narrative=str(n))
+seen["checkpoints, lock taken"] = checkpoints
+seen["WAL frames"] = connection.connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+seen["WAL bound"] = connection.connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+
 seen["errors"], seen["live"], seen["recount"] = race_on_one_run("busy", threads=4, per_thread=25)
 print(json.dumps(seen))
 """
@@ -93,3 +107,18 @@ def test_a_writer_stuck_holding_the_lock_delays_others_only_up_to_the_timeout(tm
     waiting.close()
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # closing the connection gives the lock back
     os.close(fd)
+
+
+def test_checkpoints_run_after_the_writer_lock_is_given_back_and_keep_the_wal_short(tmp_path):
+    """A checkpoint copies the WAL back into the database file, fsyncs included: run inside a COMMIT, as
+    SQLite's automatic one is, it would keep every queued writer waiting. Each connection checkpoints
+    after every 64 write transactions once the lock is free, so 300 writes leave under 64 in the WAL."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "framework_site.settings", "DATABASE_URL": "",
+           "SQLITE_PATH": str(tmp_path / "db.sqlite3"), "FRAMEWORK_VAR_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(seen["checkpoints, lock taken"]) >= 300 // 64
+    assert not any(seen["checkpoints, lock taken"])  # each ran with the writer lock free
+    assert 0 < seen["WAL frames"] < 64  # the writes since the last checkpoint, not all 300
+    assert seen["WAL bound"] == 10_000  # SQLite's own, for connections that seldom write
