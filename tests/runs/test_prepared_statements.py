@@ -85,6 +85,26 @@ def test_with_prepared_statements_off_nothing_is_prepared_and_everything_is_stor
     assert (run.decision_count, run.success_count, run.nodes_executed) == (4, 4, ["n0", "n1"])
 
 
+def _generic_plan_on_a_fresh_store(sql: str) -> str:
+    """The generic plan PostgreSQL keeps for the prepared `sql` (Django's placeholders), made against empty
+    copies of the tables, never analyzed, in a schema of this test's transaction: what a new store's first
+    one-event writes plan against, whatever earlier tests stored (or autovacuum analyzed)."""
+    parts = sql.split("%s")
+    numbered = parts[0] + "".join(f"${index}{part}" for index, part in enumerate(parts[1:], 1))
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA fresh_store")
+        for table in ("runs_run", "runs_decision", "runs_apikey", "runs_goalday", "runs_patterngroup"):
+            cursor.execute(f"CREATE TABLE fresh_store.{table} (LIKE public.{table} INCLUDING ALL)")
+        cursor.execute("SET LOCAL search_path = fresh_store")
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE fresh_plan AS {numbered}")
+        try:
+            cursor.execute(f"EXPLAIN EXECUTE fresh_plan ({', '.join(['NULL'] * (len(parts) - 1))})")
+            return "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE fresh_plan")
+
+
 @pytest.mark.parametrize("checked", [True, False])
 def test_the_appends_generic_plan_probes_the_index_even_when_made_on_an_empty_table(db, checked):
     """A prepared statement keeps its generic plan. Made while the decisions table was empty and not yet
@@ -92,22 +112,19 @@ def test_the_appends_generic_plan_probes_the_index_even_when_made_on_an_empty_ta
     each append, so appends got slower with every decision stored, until autovacuum analyzed the table."""
     from runs import ingest
 
-    sql = ingest._append_plan(connection, checked=checked)[0]
-    parts = sql.split("%s")
-    numbered = parts[0] + "".join(f"${index}{part}" for index, part in enumerate(parts[1:], 1))
-    with connection.cursor() as cursor:
-        # Empty copies of the tables, never analyzed, in a schema of this test's transaction: what a new
-        # store's first appends plan against, whatever earlier tests stored (or autovacuum analyzed).
-        cursor.execute("CREATE SCHEMA fresh_store")
-        for table in ("runs_run", "runs_decision", "runs_apikey"):
-            cursor.execute(f"CREATE TABLE fresh_store.{table} (LIKE public.{table} INCLUDING ALL)")
-        cursor.execute("SET LOCAL search_path = fresh_store")
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute(f"PREPARE append_plan AS {numbered}")
-        try:
-            cursor.execute(f"EXPLAIN EXECUTE append_plan ({', '.join(['NULL'] * (len(parts) - 1))})")
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-        finally:
-            cursor.execute("DEALLOCATE append_plan")
+    plan = _generic_plan_on_a_fresh_store(ingest._append_plan(connection, checked=checked)[0])
     assert "Seq Scan on runs_decision" not in plan, plan
     assert "Index Only Scan using runs_decision_run_id_seq" in plan, plan
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_the_ends_generic_plan_reads_only_the_run_s_own_rows_even_when_made_on_an_empty_table(db, checked):
+    """The end's one statement, planned for a new store, finds the run, the last place in index order,
+    the run's decisions, its day and its groups through their indexes: no table is read whole, however
+    large it grows while the plan is kept."""
+    from runs import ingest
+
+    plan = _generic_plan_on_a_fresh_store(ingest._end_plan(connection, checked=checked)[0][0])
+    assert "Seq Scan" not in plan, plan
+    assert "Index Scan using runs_decision_run_id_seq" in plan, plan  # the run's decisions, for the fold
+    assert "Index Only Scan Backward using runs_run_end_seq_id" in plan, plan  # MAX(end_seq)
