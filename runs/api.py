@@ -108,7 +108,7 @@ def decision_add(request, run_id: str):
     # One event per request is the hot path of agents that report without the SDK. The common case, a
     # new decision at the end of its run, is stored by one statement that also checks the API key
     # (`BearerKey`), once this process has found the key valid; anything else first checks the key as
-    # every operation does, then takes the full path. With a key this process has seen, `appending_first`
+    # every operation does, then takes the full path. With a key this process has seen, `storing_first`
     # has tried that statement before ninja's view was entered; here it is tried for a key seen the first time.
     bearer = request.auth
     payload = _plain(DecisionIn, request.body)
@@ -165,82 +165,25 @@ def _seen_bearer(request) -> BearerKey | None:
     return None
 
 
-def appending_first(view: Callable) -> Callable:
-    """Wraps ninja's view of `POST /runs/{run_id}/decisions` (framework_site/urls.py): with a key this
-    process has found valid before, a new decision at the end of its run is stored and answered before
-    ninja's per-request work (operation lookup, authentication, path parameters), about a tenth of what
-    the request costs the web process (bench/RESULTS.md); whatever that statement does not store goes on
-    to ninja's view exactly as before, which answers every other case."""
-    @wraps(view)
-    def first(request, run_id: str):
-        if request.method == "POST" and (bearer := _seen_bearer(request)) is not None and (
-                payload := _plain(DecisionIn, request.body)) is not None:
-            if (answer := _append(run_id, payload, bearer)) is not None:
-                return answer
-        return view(request, run_id=run_id)
-    return first
-
-
-def starting_first(view: Callable) -> Callable:
-    """Wraps ninja's view of `POST /runs` as `appending_first` wraps the decisions': a new run, with a key
-    this process has found valid before, is stored by one statement that also checks the key
-    (`ingest.start_new_run`); anything else (a replayed or conflicting start) goes on to ninja's view."""
-    @wraps(view)
-    def first(request):
-        if request.method == "POST" and (bearer := _seen_bearer(request)) is not None and (
-                payload := _plain(RunStartIn, request.body)) is not None:
-            if (answer := _stored_first(lambda: ingest.start_new_run(payload, bearer.credentials()), bearer,
-                                        _run_summary)) is not None:
-                return answer
-        return view(request)
-    return first
-
-
-def problem_first(view: Callable) -> Callable:
-    """Wraps ninja's view of `POST /runs/{run_id}/problems` as `appending_first` wraps the decisions': a
-    problem new to its run, with a key this process has found valid before, is stored by one statement
-    that also checks the key (`ingest.add_new_problem`); anything else goes on to ninja's view."""
-    @wraps(view)
-    def first(request, run_id: str):
-        if request.method == "POST" and (bearer := _seen_bearer(request)) is not None and (
-                payload := _plain(ProblemIn, request.body)) is not None:
-            if (answer := _stored_first(lambda: ingest.add_new_problem(run_id, payload, bearer.credentials()),
-                                        bearer)) is not None:
-                return answer
-        return view(request, run_id=run_id)
-    return first
-
-
-def outcome_first(view: Callable) -> Callable:
-    """Wraps ninja's view of `PUT /runs/{run_id}/decisions/{decision_id}/outcome` as `appending_first`
-    wraps the decisions': a decision's first outcome, with a key this process has found valid before, is
-    stored by one statement that also checks the key (`ingest.record_first_outcome`); anything else (a
-    replaced or replayed outcome, an unknown decision, a run that has ended) goes on to ninja's view."""
-    @wraps(view)
-    def first(request, run_id: str, decision_id: str):
-        if request.method == "PUT" and (bearer := _seen_bearer(request)) is not None and (
-                payload := _plain(OutcomeIn, request.body)) is not None:
-            if (answer := _stored_first(lambda: ingest.record_first_outcome(
-                    run_id, decision_id, payload, bearer.credentials()), bearer)) is not None:
-                return answer
-        return view(request, run_id=run_id, decision_id=decision_id)
-    return first
-
-
-def ending_first(view: Callable) -> Callable:
-    """Wraps ninja's view of `POST /runs/{run_id}/end` as `appending_first` wraps the decisions': the end
-    of a running run, with a key this process has found valid before, is stored by one statement that
-    also checks the key (`ingest.end_pending_run`); anything else (a replayed or conflicting end, a run
-    folded while idle) goes on to ninja's view."""
-    @wraps(view)
-    def first(request, run_id: str):
-        if request.method == "POST" and (bearer := _seen_bearer(request)) is not None and (
-                payload := _plain(RunEndIn, request.body)) is not None:
-            if (answer := _stored_first(lambda: ingest.end_pending_run(run_id, payload, bearer.credentials()),
-                                        bearer, _run_summary)) is not None:
-                return answer
-        return view(request, run_id=run_id)
-    return first
+def storing_first(method: str, schema: type, store: Callable[..., Any],
+                  render: Callable[[Any], str] = json.dumps) -> Callable[[Callable], Callable]:
+    """What wraps ninja's view of a one-event route (`FIRST`): with a key this process has found valid
+    before, a body that is plainly valid (`_plain`) is stored by one statement that also checks the key,
+    `store(payload, key, **path)`, and answered 201 before ninja's per-request work (operation lookup,
+    authentication, path parameters), about a tenth of what the request costs the web process
+    (bench/RESULTS.md). Whatever that statement does not store (a replay, a conflict, an unknown run, a
+    key revoked since) goes on to ninja's view exactly as before, which answers every other case."""
+    def wrap(view: Callable) -> Callable:
+        @wraps(view)
+        def first(request, **path):
+            if request.method == method and (bearer := _seen_bearer(request)) is not None and (
+                    payload := _plain(schema, request.body)) is not None:
+                if (answer := _stored_first(lambda: store(payload, bearer.credentials(), **path), bearer,
+                                            render)) is not None:
+                    return answer
+            return view(request, **path)
+        return first
+    return wrap
 
 
 def or_the_run_named_by_the_whole_path(view: Callable, run_view: Callable) -> Callable:
@@ -262,11 +205,19 @@ def or_the_run_named_by_the_whole_path(view: Callable, run_view: Callable) -> Ca
 
 
 RUNS_IN_PATH = "/runs/"
-FIRST = {"runs/<path:run_id>/decisions": appending_first,  # route -> what wraps ninja's view of it
-         "runs/<path:run_id>/decisions/<decision_id>/outcome": outcome_first,
-         "runs/<path:run_id>/problems": problem_first,
-         "runs/<path:run_id>/end": ending_first,
-         "runs": starting_first}
+FIRST = {  # route -> what wraps ninja's view of it: the one-statement writes (runs/ingest.py)
+    "runs/<path:run_id>/decisions": storing_first(  # a new decision at the end of its run
+        "POST", DecisionIn, lambda payload, key, run_id: ingest.append_decision(run_id, payload, key)),
+    "runs/<path:run_id>/decisions/<decision_id>/outcome": storing_first(  # a decision's first outcome
+        "PUT", OutcomeIn, lambda payload, key, run_id, decision_id: ingest.record_first_outcome(
+            run_id, decision_id, payload, key)),
+    "runs/<path:run_id>/problems": storing_first(  # a problem new to its run
+        "POST", ProblemIn, lambda payload, key, run_id: ingest.add_new_problem(run_id, payload, key)),
+    "runs/<path:run_id>/end": storing_first(  # the end of a running run not folded while idle
+        "POST", RunEndIn, lambda payload, key, run_id: ingest.end_pending_run(run_id, payload, key), _run_summary),
+    "runs": storing_first(  # a new run
+        "POST", RunStartIn, lambda payload, key: ingest.start_new_run(payload, key), _run_summary),
+}
 _RUN = "runs/<path:run_id>"
 
 
@@ -298,7 +249,7 @@ def _json_response(content: str, status: int) -> HttpResponse:
 
 
 def _plain(schema: type[T], body: bytes) -> T | None:
-    """A one-event request's body (a decision, an outcome, a run start), validated in one pydantic-core call, when it provably
+    """A one-event request's body (`FIRST`'s schemas), validated in one pydantic-core call, when it provably
     holds nothing the storable checks refuse (`storable_json`) and is valid; else None, and
     `ingest.validate` words every error of the parsed body."""
     try:

@@ -318,23 +318,22 @@ def end_pending_run(run_id: str, payload: RunEndIn, key: tuple[str, str, str] | 
         if row is None:
             return None
         run = from_row(Run, row, ENDED_FIELDS)
-        _saved(run, created=False, update_fields=_ENDED_UPDATES)
-        return run
-    with rawsql.immediate_transaction(connection):
-        with rawsql.cursor(connection, plan[0], [run_id, *key]) as cursor:
-            found = cursor.fetchone()
-        if found is None:
-            return None
-        pk, goal_id, old_status, extra = found
-        extra = writers["extra"]({**json.loads(extra), **payload.extras()})
-        with rawsql.cursor(connection, plan[1], [*written, extra, pk]) as cursor:
-            run = from_row(Run, cursor.fetchone(), ENDED_FIELDS)
-        if any(delta := rollups.change_delta(old_status, status)):
-            day = connection.ops.adapt_datefield_value(rollups.utc_day(run.started_at))
-            with rawsql.cursor(connection, plan[2], [goal_id, day, *delta]):
+    else:
+        with rawsql.immediate_transaction(connection):
+            with rawsql.cursor(connection, plan[0], [run_id, *key]) as cursor:
+                found = cursor.fetchone()
+            if found is None:
+                return None
+            pk, goal_id, old_status, extra = found
+            extra = writers["extra"]({**json.loads(extra), **payload.extras()})
+            with rawsql.cursor(connection, plan[1], [*written, extra, pk]) as cursor:
+                run = from_row(Run, cursor.fetchone(), ENDED_FIELDS)
+            if any(delta := rollups.change_delta(old_status, status)):
+                day = connection.ops.adapt_datefield_value(rollups.utc_day(run.started_at))
+                with rawsql.cursor(connection, plan[2], [goal_id, day, *delta]):
+                    pass
+            with rawsql.cursor(connection, plan[3], [pk, *rollups.GROUPED_PARAMS]):
                 pass
-        with rawsql.cursor(connection, plan[3], [pk, *rollups.GROUPED_PARAMS]):
-            pass
     _saved(run, created=False, update_fields=_ENDED_UPDATES)
     return run
 

@@ -89,7 +89,7 @@ def test_one_event_decisions_commit_without_waiting_for_the_disk_and_batches_sti
                                                                                         monkeypatch):
     _post(agent, "/api/v1/runs", {"id": "r", "goal_id": "g"})
     monkeypatch.setattr(auth, "_SEEN", {})  # as after a restart: the first decision checks the key first
-    for seq in range(3):  # then the shortcut (`appending_first`) for a key found valid
+    for seq in range(3):  # then the shortcut (`storing_first`) for a key found valid
         assert _post(agent, "/api/v1/runs/r/decisions", _decision(seq))["seq"] == seq
     _post(agent, "/api/v1/batch", {"events": [
         {"type": "decision", "run_id": "r", "decision_id": f"dec_{seq}", "body": _decision(seq)} for seq in (3, 4)]})
