@@ -7,6 +7,7 @@ import json
 import pytest
 from django.db import connection
 
+from runs import rawsql
 from runs.models import Run
 
 pytestmark = pytest.mark.postgres
@@ -89,8 +90,7 @@ def _generic_plan_on_a_fresh_store(sql: str) -> str:
     """The generic plan PostgreSQL keeps for the prepared `sql` (Django's placeholders), made against empty
     copies of the tables, never analyzed, in a schema of this test's transaction: what a new store's first
     one-event writes plan against, whatever earlier tests stored (or autovacuum analyzed)."""
-    parts = sql.split("%s")
-    numbered = parts[0] + "".join(f"${index}{part}" for index, part in enumerate(parts[1:], 1))
+    numbered = rawsql.numbered(sql)
     with connection.cursor() as cursor:
         cursor.execute("CREATE SCHEMA fresh_store")
         for table in ("runs_run", "runs_decision", "runs_apikey", "runs_goalday", "runs_patterngroup"):
@@ -99,7 +99,7 @@ def _generic_plan_on_a_fresh_store(sql: str) -> str:
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         cursor.execute(f"PREPARE fresh_plan AS {numbered}")
         try:
-            cursor.execute(f"EXPLAIN EXECUTE fresh_plan ({', '.join(['NULL'] * (len(parts) - 1))})")
+            cursor.execute(f"EXPLAIN EXECUTE fresh_plan ({', '.join(['NULL'] * sql.count('%s'))})")
             return "\n".join(row[0] for row in cursor.fetchall())
         finally:
             cursor.execute("DEALLOCATE fresh_plan")
