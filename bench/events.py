@@ -79,6 +79,16 @@ def _outcome_requests(server, key: str, per_client: int, seed: int) -> list[list
 RUN_DECISIONS = 2  # decisions (with outcomes) in each run of the run start / run end rows
 
 
+def _posting(server, headers: dict, path: str, body: dict) -> Callable:
+    """A client's call: POST `body` to `path`, which must answer 201."""
+    def call(conn):
+        status, reply = common.request("POST", server.url + path, body, headers, conn)
+        if status != 201:
+            raise RuntimeError(f"POST {path} refused: {status} {reply[:300]!r}")
+        return status
+    return call
+
+
 def _run_requests(server, key: str, per_client: int, seed: int) -> tuple[list, list, Callable[[], None], list]:
     """Per client, `per_client` runs as the SDK reports them (`RUN_DECISIONS` decisions with outcomes
     each): their starts, one per request; a problem for each, one per request; what stores their
@@ -87,16 +97,8 @@ def _run_requests(server, key: str, per_client: int, seed: int) -> tuple[list, l
     headers = {"Authorization": f"Bearer {key}"}
     runs = data.sdk_runs(CLIENTS * per_client, RUN_DECISIONS, seed=seed)
 
-    def posting(path: str, body: dict) -> Callable:
-        def call(conn):
-            status, reply = common.request("POST", server.url + path, body, headers, conn)
-            if status != 201:
-                raise RuntimeError(f"POST {path} refused: {status} {reply[:300]!r}")
-            return status
-        return call
-
     def jobs(kind: str, path: str) -> list[list]:
-        return [[posting(path.format(run_id=event["run_id"]), event["body"])
+        return [[_posting(server, headers, path.format(run_id=event["run_id"]), event["body"])
                  for run in runs[client::CLIENTS] for event in run if event["type"] == kind] for client in range(CLIENTS)]
 
     def store_decisions() -> None:
@@ -104,12 +106,40 @@ def _run_requests(server, key: str, per_client: int, seed: int) -> tuple[list, l
             status, reply = common.request("POST", server.url + "/api/v1/batch", {"events": batch}, headers)
             if status != 207 or json.loads(reply)["errors"]:
                 raise RuntimeError(f"decisions refused: {status} {reply[:300]!r}")
-    problems = [[posting(f"/api/v1/runs/{run[0]['run_id']}/problems", {
+    problems = [[_posting(server, headers, f"/api/v1/runs/{run[0]['run_id']}/problems", {
         "id": "prob_0", "severity": "high", "description": "Tool call timed out after 3 retries",
         "decision_id": "dec_0", "root_cause": "upstream rate limit"}) for run in runs[client::CLIENTS]]
         for client in range(CLIENTS)]
     return (jobs("run_start", "/api/v1/runs"), problems, store_decisions,
             jobs("run_end", "/api/v1/runs/{run_id}/end"))
+
+
+# Decisions in each run of the whole-runs row: the issue's large store holds 1,000,000 over 100,000 runs.
+WHOLE_RUN_DECISIONS = 10
+
+
+def _whole_run_requests(server, key: str, per_client: int, seed: int) -> list[list]:
+    """Per client, about `per_client` requests: whole runs of `WHOLE_RUN_DECISIONS` decisions, each event in
+    a request of its own and in the order a plain HTTP client sends them: the run's start, each decision
+    with its outcome inline, the run's end."""
+    headers = {"Authorization": f"Bearer {key}"}
+    runs = data.sdk_runs(CLIENTS * max(1, per_client // (WHOLE_RUN_DECISIONS + 2)), WHOLE_RUN_DECISIONS, seed=seed)
+    jobs = []
+    for client in range(CLIENTS):
+        calls = []
+        for run in runs[client::CLIENTS]:
+            outcomes = {e["decision_id"]: e["body"] for e in run if e["type"] == "outcome"}
+            for event in run:
+                at = f"/api/v1/runs/{event['run_id']}"
+                if event["type"] == "run_start":
+                    calls.append(_posting(server, headers, "/api/v1/runs", event["body"]))
+                elif event["type"] == "decision":
+                    calls.append(_posting(server, headers, f"{at}/decisions",
+                                          {**event["body"], "outcome": outcomes[event["decision_id"]]}))
+                elif event["type"] == "run_end":
+                    calls.append(_posting(server, headers, f"{at}/end", event["body"]))
+        jobs.append(calls)
+    return jobs
 
 
 def _plain_requests(server, path: str, per_client: int, seed: int) -> list[list]:
@@ -142,7 +172,8 @@ WAITING_FOR_THE_DISK = {"API_ONE_EVENT_ASYNC_COMMIT": "0"}
 def _timed_rounds(server, key: str, per_client: int, reps: int, seed: int, *,
                   events: tuple[str, ...] = ("decision", "outcome")) -> dict[str, list[float]]:
     """Requests per second of the no-op, the floor and each of `events` one per request (decision,
-    outcome; start with problem and end), `reps` times each in turn: {name: one value per repetition}."""
+    outcome; start with problem, end and whole runs), `reps` times each in turn: {name: one value per
+    repetition}."""
     rates: dict[str, list[float]] = {name: [] for name in ("noop", "floor", *events)}
 
     def timed(name: str, jobs: list[list]) -> None:
@@ -162,6 +193,8 @@ def _timed_rounds(server, key: str, per_client: int, reps: int, seed: int, *,
             timed("problem", problems)
             store_decisions()
             timed("end", ends)
+        if "run" in events:
+            timed("run", _whole_run_requests(server, key, per_client, seed=seed + 90 + rep))
     return rates
 
 
@@ -175,7 +208,7 @@ def run(kind: str, scale: float) -> list[Result]:
     for server_kind in common.SERVERS:
         with common.serve(server_kind, env) as server:
             rates = _timed_rounds(server, key, per_client, reps, seed=100 + 10 * len(server_kind),
-                                  events=("decision", "outcome", *(("start", "problem", "end") if
+                                  events=("decision", "outcome", *(("start", "problem", "end", "run") if
                                                                    server_kind == common.PRODUCTION_SERVER else ())))
         api, noop, floor, alone = rates["decision"], rates["noop"], rates["floor"], rates["outcome"]
         results.append(Result("events", kind, f"POST decision, {server_kind}", "req/s", api,
@@ -197,6 +230,11 @@ def run(kind: str, scale: float) -> list[Result]:
                                       baseline="no-op JSON", baseline_values=noop,
                                       checks=[Check("ratio", ">=", 0.60)],
                                       note=f"{what} in a request of its own, {per_client * CLIENTS} runs"))
+            results.append(Result("events", kind, f"whole runs, every event a request, {server_kind}", "req/s",
+                                  rates["run"], baseline="no-op JSON", baseline_values=noop,
+                                  note=f"no target: runs of {WHOLE_RUN_DECISIONS} decisions as a plain HTTP client "
+                                       "reports them, each event in a request of its own: the start, each decision "
+                                       "with its outcome inline, the end"))
         results.append(Result("events", kind, f"one INSERT per request (floor), {server_kind}", "req/s", floor,
                               baseline="no-op JSON", baseline_values=noop,
                               note="no target: the floor of any one-event request, committed as ours are"

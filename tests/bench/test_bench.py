@@ -111,6 +111,8 @@ def test_each_benchmark_piece_runs_at_a_tiny_scale(piece, tmp_path):
         assert len(floors) == len(common.SERVERS) and all(r["median"] > 0 and not r["target"] for r in floors)
         against = {r["name"]: r for r in results}[f"per-event against the floor, {common.PRODUCTION_SERVER}"]
         assert against["ratio"] > 0 and not against["target"]  # what a target relative to the floor would read
+        whole = {r["name"]: r for r in results}[f"whole runs, every event a request, {common.PRODUCTION_SERVER}"]
+        assert whole["ratio"] > 0 and not whole["target"]  # a plain client's mix: starts, decisions and ends
 
 
 @pytest.mark.slow
