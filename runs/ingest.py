@@ -294,8 +294,9 @@ def end_pending_run(run_id: str, payload: RunEndIn, key: tuple[str, str, str] | 
       snapshot read (its `xmin`: every write to a run's decisions also writes the run row, so then no
       decision the snapshot misses exists), sets the end, its place in index order and the run's fields,
       moves the goal's day count and adds the run's decisions to the groups (`rollups.run_fold`).
-    - SQLite: one IMMEDIATE transaction of four statements: the run found and checked, its UPDATE, the
-      day count (when the status moves it), the fold.
+    - SQLite: one IMMEDIATE transaction of three statements: the run found, checked and ended by one
+      UPDATE, the day count (when the status moves it), the fold. An end with fields of its own (extras,
+      merged into the run's) reads the run first: four.
     """
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor not in ("postgresql", "sqlite") or payload.status == RunStatus.RUNNING:
@@ -319,20 +320,28 @@ def end_pending_run(run_id: str, payload: RunEndIn, key: tuple[str, str, str] | 
             return None
         run = from_row(Run, row, ENDED_FIELDS)
     else:
+        extras = payload.extras()
         with rawsql.immediate_transaction(connection):
-            with rawsql.cursor(connection, plan[0], [run_id, *key]) as cursor:
-                found = cursor.fetchone()
-            if found is None:
-                return None
-            pk, goal_id, old_status, extra = found
-            extra = writers["extra"]({**json.loads(extra), **payload.extras()})
-            with rawsql.cursor(connection, plan[1], [*written, extra, pk]) as cursor:
-                run = from_row(Run, cursor.fetchone(), ENDED_FIELDS)
+            if extras:  # merged into the run's own, key by key, so read first
+                with rawsql.cursor(connection, plan[0], [run_id, *key]) as cursor:
+                    found = cursor.fetchone()
+                if found is None:
+                    return None
+                pk, _goal_id, old_status, extra = found
+                extra = writers["extra"]({**json.loads(extra), **extras})
+                with rawsql.cursor(connection, plan[1], [*written, extra, pk]) as cursor:
+                    row = cursor.fetchone()
+            else:  # found, checked and ended by one UPDATE (a status other than running: the full path)
+                old_status = RunStatus.RUNNING
+                with rawsql.cursor(connection, plan[4], [*written, run_id, *key]) as cursor:
+                    if (row := cursor.fetchone()) is None:
+                        return None
+            run = from_row(Run, row, ENDED_FIELDS)
             if any(delta := rollups.change_delta(old_status, status)):
                 day = connection.ops.adapt_datefield_value(rollups.utc_day(run.started_at))
-                with rawsql.cursor(connection, plan[2], [goal_id, day, *delta]):
+                with rawsql.cursor(connection, plan[2], [run.goal_id, day, *delta]):
                     pass
-            with rawsql.cursor(connection, plan[3], [pk, *rollups.GROUPED_PARAMS]):
+            with rawsql.cursor(connection, plan[3], [run.pk, *rollups.GROUPED_PARAMS]):
                 pass
     _saved(run, created=False, update_fields=_ENDED_UPDATES)
     return run
@@ -350,19 +359,24 @@ def _end_plan(connection, *, checked: bool) -> tuple[tuple[str, ...], dict[str, 
     sets = ("status", "narrative", "output_data", "completed_at", "updated_at", "extra")
     runs = quote(Run._meta.db_table)
     place = f"(SELECT COALESCE(MAX(e.{column['end_seq']}), 0) + 1 FROM {runs} e)"
-    run = _run_lock(connection, checked=checked, unsynced=False, also=f" AND r.{column['completed_at']} IS NULL",
+    unended = f" AND r.{column['completed_at']} IS NULL"
+    run = _run_lock(connection, checked=checked, unsynced=False, also=unended,
                     counted=("goal_id", "status", "started_at") if connection.vendor == "postgresql"
                     else ("goal_id", "status", "extra"), versioned=True)
     if connection.vendor == "sqlite":
         picked, fold = rollups.run_fold("ended")
+        ending = (f"UPDATE {runs} SET {', '.join(f'{column[name]} = %s' for name in sets[:-1])}, "
+                  f"{column['end_seq']} = {place}, {column['pattern_pending']} = FALSE")
+        returning = f"RETURNING {columns_of(Run, names=ENDED_FIELDS)}"
+        running = _run_lock(connection, checked=checked, unsynced=False,
+                            also=f"{unended} AND r.{column['status']} = '{RunStatus.RUNNING.value}'")
         statements = (
             run["found"],
-            f"UPDATE {runs} SET {', '.join(f'{column[name]} = %s' for name in sets)}, "
-            f"{column['end_seq']} = {place}, {column['pattern_pending']} = FALSE WHERE {column['id']} = %s "
-            f"RETURNING {columns_of(Run, names=ENDED_FIELDS)}",
+            f"{ending}, {column['extra']} = %s WHERE {column['id']} = %s {returning}",
             rollups.day_upsert(),
             f"WITH ended AS (SELECT {column['id']} AS id, {column['goal_id']} AS goal_id, "
             f"{column['end_seq']} AS end_seq FROM {runs} WHERE {column['id']} = %s), {picked} {fold}",
+            f"{ending} WHERE {column['id']} = ({running['found']}) {returning}",  # an end without extras
         )
     else:
         types = {name: Run._meta.get_field(name).db_type(connection) for name in sets}
