@@ -26,27 +26,33 @@ def _plan(scale: float) -> tuple[int, int]:
     return max(40, round(1500 * scale)), (5 if scale >= 0.5 else 2)
 
 
+def _call(server, headers: dict, method: str, path: str, body: dict) -> Callable:
+    """A client's call: `method` `body` to `path`, which must answer 201."""
+    def call(conn):
+        status, reply = common.request(method, server.url + path, body, headers, conn)
+        if status != 201:
+            raise RuntimeError(f"{method} {path} refused: {status} {reply[:300]!r}")
+        return status
+    return call
+
+
+def _outcomes_inline(events: list[dict]) -> list[dict]:
+    """A run's events with each decision's outcome inline in its body, as a client that already knows it
+    sends the decision, and no outcome events."""
+    outcomes = {e["decision_id"]: e["body"] for e in events if e["type"] == "outcome"}
+    return [{**e, "body": {**e["body"], "outcome": outcomes[e["decision_id"]]}} if e["type"] == "decision" else e
+            for e in events if e["type"] != "outcome"]
+
+
 def _decision_requests(server, key: str, per_client: int, seed: int) -> list[list]:
     """Per client: start a run, then report `per_client` decisions (outcome inline), one request each."""
     headers = {"Authorization": f"Bearer {key}"}
     jobs = []
-    for client, events in enumerate(data.sdk_runs(CLIENTS, per_client, seed=seed)):
+    for events in data.sdk_runs(CLIENTS, per_client, seed=seed):
         run_id = events[0]["run_id"]
         common.request("POST", server.url + "/api/v1/runs", events[0]["body"], headers)
-        decisions = [e for e in events if e["type"] == "decision"]
-        outcomes = {e["decision_id"]: e["body"] for e in events if e["type"] == "outcome"}
-        calls = []
-        for event in decisions:
-            body = {**event["body"], "outcome": outcomes[event["decision_id"]]}
-
-            def call(conn, body=body, run_id=run_id):
-                status, reply = common.request("POST", f"{server.url}/api/v1/runs/{run_id}/decisions", body,
-                                               headers, conn)
-                if status != 201:
-                    raise RuntimeError(f"decision refused: {status} {reply[:300]!r}")
-                return status
-            calls.append(call)
-        jobs.append(calls)
+        jobs.append([_call(server, headers, "POST", f"/api/v1/runs/{run_id}/decisions", event["body"])
+                     for event in _outcomes_inline(events) if event["type"] == "decision"])
     return jobs
 
 
@@ -62,31 +68,12 @@ def _outcome_requests(server, key: str, per_client: int, seed: int) -> list[list
             status, reply = common.request("POST", server.url + "/api/v1/batch", {"events": batch}, headers)
             if status != 207 or json.loads(reply)["errors"]:
                 raise RuntimeError(f"decisions refused: {status} {reply[:300]!r}")
-        calls = []
-        for event in (e for e in events if e["type"] == "outcome"):
-            url = f"{server.url}/api/v1/runs/{run_id}/decisions/{event['decision_id']}/outcome"
-
-            def call(conn, body=event["body"], url=url):
-                status, reply = common.request("PUT", url, body, headers, conn)
-                if status != 201:
-                    raise RuntimeError(f"outcome refused: {status} {reply[:300]!r}")
-                return status
-            calls.append(call)
-        jobs.append(calls)
+        jobs.append([_call(server, headers, "PUT", f"/api/v1/runs/{run_id}/decisions/{event['decision_id']}/outcome",
+                           event["body"]) for event in events if event["type"] == "outcome"])
     return jobs
 
 
 RUN_DECISIONS = 2  # decisions (with outcomes) in each run of the run start / run end rows
-
-
-def _posting(server, headers: dict, path: str, body: dict) -> Callable:
-    """A client's call: POST `body` to `path`, which must answer 201."""
-    def call(conn):
-        status, reply = common.request("POST", server.url + path, body, headers, conn)
-        if status != 201:
-            raise RuntimeError(f"POST {path} refused: {status} {reply[:300]!r}")
-        return status
-    return call
 
 
 def _run_requests(server, key: str, per_client: int, seed: int) -> tuple[list, list, Callable[[], None], list]:
@@ -98,7 +85,7 @@ def _run_requests(server, key: str, per_client: int, seed: int) -> tuple[list, l
     runs = data.sdk_runs(CLIENTS * per_client, RUN_DECISIONS, seed=seed)
 
     def jobs(kind: str, path: str) -> list[list]:
-        return [[_posting(server, headers, path.format(run_id=event["run_id"]), event["body"])
+        return [[_call(server, headers, "POST", path.format(run_id=event["run_id"]), event["body"])
                  for run in runs[client::CLIENTS] for event in run if event["type"] == kind] for client in range(CLIENTS)]
 
     def store_decisions() -> None:
@@ -106,7 +93,7 @@ def _run_requests(server, key: str, per_client: int, seed: int) -> tuple[list, l
             status, reply = common.request("POST", server.url + "/api/v1/batch", {"events": batch}, headers)
             if status != 207 or json.loads(reply)["errors"]:
                 raise RuntimeError(f"decisions refused: {status} {reply[:300]!r}")
-    problems = [[_posting(server, headers, f"/api/v1/runs/{run[0]['run_id']}/problems", {
+    problems = [[_call(server, headers, "POST", f"/api/v1/runs/{run[0]['run_id']}/problems", {
         "id": "prob_0", "severity": "high", "description": "Tool call timed out after 3 retries",
         "decision_id": "dec_0", "root_cause": "upstream rate limit"}) for run in runs[client::CLIENTS]]
         for client in range(CLIENTS)]
@@ -124,22 +111,10 @@ def _whole_run_requests(server, key: str, per_client: int, seed: int) -> list[li
     with its outcome inline, the run's end."""
     headers = {"Authorization": f"Bearer {key}"}
     runs = data.sdk_runs(CLIENTS * max(1, per_client // (WHOLE_RUN_DECISIONS + 2)), WHOLE_RUN_DECISIONS, seed=seed)
-    jobs = []
-    for client in range(CLIENTS):
-        calls = []
-        for run in runs[client::CLIENTS]:
-            outcomes = {e["decision_id"]: e["body"] for e in run if e["type"] == "outcome"}
-            for event in run:
-                at = f"/api/v1/runs/{event['run_id']}"
-                if event["type"] == "run_start":
-                    calls.append(_posting(server, headers, "/api/v1/runs", event["body"]))
-                elif event["type"] == "decision":
-                    calls.append(_posting(server, headers, f"{at}/decisions",
-                                          {**event["body"], "outcome": outcomes[event["decision_id"]]}))
-                elif event["type"] == "run_end":
-                    calls.append(_posting(server, headers, f"{at}/end", event["body"]))
-        jobs.append(calls)
-    return jobs
+    paths = {"run_start": "/api/v1/runs", "decision": "/api/v1/runs/{run_id}/decisions",
+             "run_end": "/api/v1/runs/{run_id}/end"}
+    return [[_call(server, headers, "POST", paths[event["type"]].format(run_id=event["run_id"]), event["body"])
+             for run in runs[client::CLIENTS] for event in _outcomes_inline(run)] for client in range(CLIENTS)]
 
 
 def _plain_requests(server, path: str, per_client: int, seed: int) -> list[list]:

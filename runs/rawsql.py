@@ -20,6 +20,7 @@ DEBUG collects. A connection pooler in transaction mode (pgbouncer < 1.21) canno
 statements: DB_PREPARED_STATEMENTS=0 turns them off (the `prepare_threshold` option in settings).
 """
 
+import itertools
 import re
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ _PLACEHOLDER = re.compile("%([s%])")
 
 def numbered(sql: str) -> str:
     """`sql`, written with Django's `%s` placeholders (and `%%` for a `%`), with PostgreSQL's own: $1, $2..."""
-    count = iter(range(1, sql.count("%s") + 1))
+    count = itertools.count(1)
     return _PLACEHOLDER.sub(lambda match: f"${next(count)}" if match[1] == "s" else "%", sql)
 
 
