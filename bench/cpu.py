@@ -27,16 +27,24 @@ ENDPOINTS = ("no-op", "floor", "decision", "outcome", "end")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each of `pids` still running."""
+    seconds = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    return seconds
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two readings by the processes running at the second: a process started
+    in between counts whole, one that ended in between is left out (its last interval unread, rather than
+    its whole life taken off: PostgreSQL's autovacuum workers come and go during a round)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def _postgres_pids() -> list[int]:
@@ -103,15 +111,16 @@ def measure(kind: str, requests: int, rounds: int) -> dict[str, dict[str, list[f
             for round_ in range(rounds):
                 for endpoint in ENDPOINTS:
                     jobs = _jobs(server, key, endpoint, per_client, seed=700 + round_)
-                    database = _postgres_pids() if kind == "postgres" else []
-                    before = (_cpu_seconds(workers), _cpu_seconds(database), _client_seconds(), *_machine(),
-                              _wal_position(wal))
+                    database = _postgres_pids if kind == "postgres" else list
+                    processes = (_cpu_seconds(workers), _cpu_seconds(database()))
+                    before = (_client_seconds(), *_machine(), _wal_position(wal))
                     seconds, statuses = common.run_clients(jobs, server.url)
-                    after = (_cpu_seconds(workers), _cpu_seconds(database), _client_seconds(), *_machine(),
-                             _wal_position(wal))
+                    after = (_client_seconds(), *_machine(), _wal_position(wal))
+                    web, db = (_spent(readings, _cpu_seconds(pids)) for readings, pids in
+                               zip(processes, (workers, database())))
                     if statuses != {201: count}:
                         raise RuntimeError(f"{endpoint}: expected {count} answers 201, got {statuses}")
-                    web, db, client, busy, machine, wal_bytes = (
+                    client, busy, machine, wal_bytes = (
                         (b - a) if a is not None else None for a, b in zip(before, after))
                     row = figures[endpoint]
                     row.setdefault("req/s", []).append(count / seconds)

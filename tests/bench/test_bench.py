@@ -201,9 +201,23 @@ def test_the_cpu_diagnosis_prints_each_endpoints_cost_per_request(kind, monkeypa
     assert list(figures) == ["no-op", "floor", "decision", "outcome", "end"]
     assert all(row["req/s"] > 0 for row in figures.values())
     assert ("database ms" in columns) == ("WAL bytes" in columns) == (kind == "postgres")
+    assert all(value >= 0 for row in figures.values() for value in row.values())
     if kind == "postgres":  # exact, not in clock ticks: each stored request writes WAL, a decision more
         assert figures["decision"]["WAL bytes"] > figures["floor"]["WAL bytes"] > 0
         assert figures["outcome"]["WAL bytes"] > 0  # only the outcomes were timed: they write too
         assert figures["end"]["WAL bytes"] > figures["floor"]["WAL bytes"]  # only the ends: a run row, a fold
     assert not common._exists(kind, "bench_cpu") and not common._exists(kind, common.TEMPLATE)  # nothing left
     assert not [path.name for path in common.VAR.glob(f"{common.db_name('bench_')}*")]  # SQLite's files, locks too
+
+
+def test_the_cpu_diagnosis_counts_database_processes_that_come_and_go_during_a_round():
+    """PostgreSQL's autovacuum workers start and end while a round runs: one that ended is left out (its
+    CPU before the round was once subtracted whole: the ends' database column read -1.9 ms), one that
+    started counts whole, the others by what they spent in between."""
+    from bench import cpu
+
+    before = {10: 5.0, 11: 2.0, 12: 40.0}  # 12: an autovacuum worker that ends during the round
+    after = {10: 5.5, 11: 2.25, 13: 0.125}  # 13: one that starts during it
+    assert cpu._spent(before, after) == 0.5 + 0.25 + 0.125
+    live = cpu._cpu_seconds([os.getpid(), 2**22 + 1])  # a pid that does not exist is not read
+    assert list(live) == [os.getpid()] and live[os.getpid()] > 0
