@@ -68,6 +68,21 @@ class Busy(IngestError):
     status = 503
 
 
+def built_once(build: Callable) -> Callable:
+    """`build(connection, **options)`, the statements of a one-statement write and its column writers,
+    run once per database vendor and options: what it returns depends on nothing else, and each request
+    then finds its plan in a dict instead of building SQL."""
+    plans: dict[tuple, Any] = {}
+
+    @wraps(build)
+    def plan(connection, **options):
+        key = (connection.vendor, *sorted(options.items()))
+        if (found := plans.get(key)) is None:
+            found = plans[key] = build(connection, **options)
+        return found
+    return plan
+
+
 CONFLICT_ATTEMPTS = 3  # tries of a write PostgreSQL refuses for a conflicting one (deadlock, serialization)
 
 
@@ -167,9 +182,6 @@ def start_run(data: Any) -> tuple[Run, bool]:
         return run, False
 
 
-_START_PLANS: dict[tuple[str, bool, bool], tuple[tuple[str, ...], list]] = {}
-
-
 @retrying_conflicts
 def start_new_run(payload: RunStartIn, key: tuple[str, str, str] | None = None) -> Run | None:
     """A run that does not exist yet, stored with its goal's count for the day in the fewest statements the
@@ -206,12 +218,11 @@ def start_new_run(payload: RunStartIn, key: tuple[str, str, str] | None = None) 
     return run
 
 
+@built_once
 def _start_plan(connection, *, checked: bool, unsynced: bool) -> tuple[tuple[str, ...], list]:
     """The statements of `start_new_run` for `connection`'s database, built once, and each column's
     (attribute, writer) in the order of their parameters."""
     unsynced = unsynced and connection.vendor == "postgresql"
-    if (plan := _START_PLANS.get((connection.vendor, checked, unsynced))) is not None:
-        return plan
     quote = connection.ops.quote_name
     fields = [field for field in Run._meta.concrete_fields if not field.primary_key]
     runs, pk = quote(Run._meta.db_table), quote(Run._meta.pk.column)
@@ -226,9 +237,7 @@ def _start_plan(connection, *, checked: bool, unsynced: bool) -> tuple[tuple[str
                                  f"{', '.join(['CAST(%s AS integer)'] * len(rollups.COLUMNS))} FROM new")
         statements = (f"WITH {_unsynced_cte(unsynced)}new AS ({insert}SELECT {values} {new}), day AS ({day}) "
                       f"SELECT new.{pk} FROM new{', unsynced' if unsynced else ''}",)
-    plan = _START_PLANS[(connection.vendor, checked, unsynced)] = (
-        statements, [(field.attname, _column_writer(field, connection)) for field in fields])
-    return plan
+    return (statements, [(field.attname, _column_writer(field, connection)) for field in fields])
 
 
 @retrying_conflicts
@@ -270,7 +279,6 @@ def _saved(run: Run, *, created: bool, update_fields: frozenset[str] | None = No
                    using=DEFAULT_DB_ALIAS)
 
 
-_END_PLANS: dict[tuple[str, bool], tuple[tuple[str, ...], dict[str, Callable]]] = {}
 # The fields `end_run` saves (`post_save`'s update_fields).
 _ENDED_UPDATES = frozenset({"status", "narrative", "output_data", "completed_at", "end_seq", "extra", "updated_at"})
 # What `end_pending_run` reads back of the ended run: its header and counters, what the API answers
@@ -347,11 +355,10 @@ def end_pending_run(run_id: str, payload: RunEndIn, key: tuple[str, str, str] | 
     return run
 
 
+@built_once
 def _end_plan(connection, *, checked: bool) -> tuple[tuple[str, ...], dict[str, Callable]]:
     """The statements of `end_pending_run` for `connection`'s database, built once, and the writers of the
     run columns it sets."""
-    if (plan := _END_PLANS.get((connection.vendor, checked))) is not None:
-        return plan
     quote = connection.ops.quote_name
     column = {name: quote(Run._meta.get_field(name).column) for name in (
         "id", "goal_id", "status", "started_at", "narrative", "output_data", "completed_at", "end_seq", "extra",
@@ -397,9 +404,7 @@ def _end_plan(connection, *, checked: bool) -> tuple[tuple[str, ...], dict[str, 
             f"day AS ({day}), {picked}, fold AS ({fold}) "
             "SELECT * FROM ended",
         )
-    plan = _END_PLANS[(connection.vendor, checked)] = (
-        statements, {name: _column_writer(Run._meta.get_field(name), connection) for name in sets})
-    return plan
+    return (statements, {name: _column_writer(Run._meta.get_field(name), connection) for name in sets})
 
 
 # --- decisions and outcomes ------------------------------------------------------------------------
@@ -542,7 +547,6 @@ def _decision_answer(run_id: str, decision_id: str, seq: int, fields: dict[str, 
             "outcome_success": success}
 
 
-_APPEND_PLANS: dict[tuple[str, bool, bool], tuple[str, ...]] = {}
 # PostgreSQL: SET LOCAL synchronous_commit = off, as a query, to put in a CTE of an autocommitted statement:
 # it holds until that statement's own commit, which reads it, and costs no round trip of its own.
 NOT_WAITING_FOR_THE_DISK = "SELECT set_config('synchronous_commit', 'off', true)"
@@ -679,13 +683,12 @@ def _key_params(connection, key: tuple[str, str, str] | None) -> tuple:
     return key[0], key[1], connection.ops.adapt_json_value([key[2]], None) if connection.vendor == "postgresql" else key[2]
 
 
+@built_once
 def _append_plan(connection, *, checked: bool, unsynced: bool = False) -> tuple[str, ...]:
     """The statements of `_append_decision` for `connection`'s database, built once (`checked`: with the
     API-key condition; `unsynced`: on PostgreSQL, the statement's own transaction commits without waiting
     for the disk, `settings.API_ONE_EVENT_ASYNC_COMMIT`)."""
     unsynced = unsynced and connection.vendor == "postgresql"
-    if (plan := _APPEND_PLANS.get((connection.vendor, checked, unsynced))) is not None:
-        return plan
     quote = connection.ops.quote_name
     fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
     assert fields[0].name == "run"  # filled from the run row, not a parameter
@@ -729,7 +732,6 @@ def _append_plan(connection, *, checked: bool, unsynced: bool = False) -> tuple[
             f"FROM ins{run['join']} WHERE r.{column['id']} = ins.{owner} "
             f"RETURNING ins.{decision_pk}, r.{column['id']}, r.{column['decision_count']} <> ins.seen + 1",
         )
-    _APPEND_PLANS[(connection.vendor, checked, unsynced)] = plan
     return plan
 
 
@@ -739,7 +741,6 @@ def _counters_added(column: dict[str, str], alias: str) -> str:
                      for name in ("success_count", "failure_count", "total_tokens", "total_latency_ms"))
 
 
-_OUTCOME_PLANS: dict[tuple[str, bool, bool], tuple[tuple[str, ...], list]] = {}
 _OUTCOME_ANSWERED = ("seq", "node_id", "decision_type", "chosen_option_id", "chosen_description")
 
 
@@ -777,12 +778,11 @@ def record_first_outcome(run_id: str, decision_id: str, payload: OutcomeIn,
             "has_outcome": True, "outcome_success": payload.success}
 
 
+@built_once
 def _outcome_plan(connection, *, checked: bool, unsynced: bool) -> tuple[tuple[str, ...], list]:
     """The statements of `record_first_outcome` for `connection`'s database, built once, and each outcome
     column's (field name, writer) in the order of their parameters."""
     unsynced = unsynced and connection.vendor == "postgresql"
-    if (plan := _OUTCOME_PLANS.get((connection.vendor, checked, unsynced))) is not None:
-        return plan
     quote = connection.ops.quote_name
     fields = [field for field in Decision._meta.concrete_fields if field.name.startswith("outcome_")]
     column = {name: quote(Run._meta.get_field(name).column) for name in (
@@ -810,9 +810,7 @@ def _outcome_plan(connection, *, checked: bool, unsynced: bool) -> tuple[tuple[s
             f"FROM outcome d{run['join']} WHERE r.{column['id']} = d.{owner} "
             f"RETURNING d.{owner}, {', '.join(f'd.{name}' for name in answered)}",
         )
-    plan = _OUTCOME_PLANS[(connection.vendor, checked, unsynced)] = (
-        statements, [(field.name, _column_writer(field, connection)) for field in fields])
-    return plan
+    return (statements, [(field.name, _column_writer(field, connection)) for field in fields])
 
 
 def _outcome_contribution(decision: Decision) -> tuple[int, int, int, int]:
@@ -899,9 +897,6 @@ def add_problem(run_id: str, data: Any) -> tuple[Problem, bool]:
         return problem, True
 
 
-_PROBLEM_PLANS: dict[tuple[str, bool, bool], tuple[tuple[str, ...], list]] = {}
-
-
 @retrying_conflicts
 def add_new_problem(run_id: str, payload: ProblemIn, key: tuple[str, str, str] | None = None) -> dict[str, Any] | None:
     """A problem new to its run, stored with the run's count in the fewest statements the database allows,
@@ -934,12 +929,11 @@ def add_new_problem(run_id: str, payload: ProblemIn, key: tuple[str, str, str] |
             "description": fields["description"], "decision_id": fields["decision_id"]}
 
 
+@built_once
 def _problem_plan(connection, *, checked: bool, unsynced: bool) -> tuple[tuple[str, ...], list]:
     """The statements of `add_new_problem` for `connection`'s database, built once, and each column's
     (field name, writer) after the run and the position, in the order of their parameters."""
     unsynced = unsynced and connection.vendor == "postgresql"
-    if (plan := _PROBLEM_PLANS.get((connection.vendor, checked, unsynced))) is not None:
-        return plan
     quote = connection.ops.quote_name
     fields = [field for field in Problem._meta.concrete_fields if field.name not in ("id", "run", "seq")]
     owner, position = (quote(Problem._meta.get_field(name).column) for name in ("run", "seq"))
@@ -965,9 +959,7 @@ def _problem_plan(connection, *, checked: bool, unsynced: bool) -> tuple[tuple[s
             f"{column['updated_at']} = %s FROM ins{run['join']} WHERE r.{column['id']} = ins.{owner} "
             f"RETURNING r.{column['id']}",
         )
-    plan = _PROBLEM_PLANS[(connection.vendor, checked, unsynced)] = (
-        statements, [(field.name, _column_writer(field, connection)) for field in fields])
-    return plan
+    return (statements, [(field.name, _column_writer(field, connection)) for field in fields])
 
 
 # --- batches ---------------------------------------------------------------------------------------
@@ -1181,7 +1173,6 @@ def _row_of(decision: Decision) -> dict:
 # Column types whose `get_db_prep_save` hands a value of the field's own Python type to the driver unchanged.
 _AS_IS = frozenset({"CharField", "TextField", "IntegerField", "BigIntegerField", "PositiveIntegerField",
                     "BooleanField", "ForeignKey"})
-_INSERT_PLANS: dict[str, tuple[str, list]] = {}
 
 
 def _column_writer(field, connection) -> Callable[[Any], Any]:
@@ -1213,15 +1204,13 @@ def _same(value: Any) -> Any:
     return value
 
 
+@built_once
 def _insert_plan(connection) -> tuple[str, list]:
-    if (plan := _INSERT_PLANS.get(connection.vendor)) is None:
-        fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
-        quote = connection.ops.quote_name
-        sql = (f"INSERT INTO {quote(Decision._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-               f"VALUES ({', '.join(['%s'] * len(fields))})")
-        columns = [(field.attname, _column_writer(field, connection), field.get_default) for field in fields]
-        plan = _INSERT_PLANS[connection.vendor] = (sql, columns)
-    return plan
+    fields = [field for field in Decision._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    sql = (f"INSERT INTO {quote(Decision._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))})")
+    return sql, [(field.attname, _column_writer(field, connection), field.get_default) for field in fields]
 
 
 def _insert_new_decision(row: dict) -> tuple[int, bool] | None:
