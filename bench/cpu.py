@@ -111,13 +111,13 @@ def measure(kind: str, requests: int, rounds: int) -> dict[str, dict[str, list[f
             for round_ in range(rounds):
                 for endpoint in ENDPOINTS:
                     jobs = _jobs(server, key, endpoint, per_client, seed=700 + round_)
-                    database = _postgres_pids if kind == "postgres" else list
-                    processes = (_cpu_seconds(workers), _cpu_seconds(database()))
+                    database = _postgres_pids if kind == "postgres" else list  # listed again after
+                    web_before, db_before = _cpu_seconds(workers), _cpu_seconds(database())
                     before = (_client_seconds(), *_machine(), _wal_position(wal))
                     seconds, statuses = common.run_clients(jobs, server.url)
                     after = (_client_seconds(), *_machine(), _wal_position(wal))
-                    web, db = (_spent(readings, _cpu_seconds(pids)) for readings, pids in
-                               zip(processes, (workers, database())))
+                    web = _spent(web_before, _cpu_seconds(workers))
+                    db = _spent(db_before, _cpu_seconds(database()))
                     if statuses != {201: count}:
                         raise RuntimeError(f"{endpoint}: expected {count} answers 201, got {statuses}")
                     client, busy, machine, wal_bytes = (

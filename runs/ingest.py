@@ -71,12 +71,13 @@ class Busy(IngestError):
 def built_once(build: Callable) -> Callable:
     """`build(connection, **options)`, the statements of a one-statement write and its column writers,
     run once per database vendor and options: what it returns depends on nothing else, and each request
-    then finds its plan in a dict instead of building SQL."""
+    then finds its plan in a dict instead of building SQL. The options are keyed with their names, in the
+    order given: a call that names them in another order builds the same plan once more, never another's."""
     plans: dict[tuple, Any] = {}
 
     @wraps(build)
     def plan(connection, **options):
-        key = (connection.vendor, *sorted(options.items()))
+        key = (connection.vendor, *options.items())
         if (found := plans.get(key)) is None:
             found = plans[key] = build(connection, **options)
         return found
